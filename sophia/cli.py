@@ -1,0 +1,213 @@
+"""The `sophia` command line. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC
+from pathlib import Path
+
+from . import config as config_mod
+from . import demo, stats, versions
+from .db import Database, DatabaseBusy, DatabaseError, default_path
+from .features import RequestError
+from .router import ChatRequest, Router
+from .runtime import Runtime
+
+
+class CLIError(Exception):
+    """A usage problem, reported in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other error here
+        raise CLIError(f"{message} (see `{self.prog} --help`)")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--db", default=argparse.SUPPRESS, help="database file (default: $SOPHIA_DB or data/sophia.duckdb)")
+    p.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: $SOPHIA_CONFIG or sophia.toml)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    return p
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: expected a whole number >= 1")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    p = _Parser(prog="sophia", description="Route, record and steer LLM traffic.", parents=[common])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("route", parents=[common], help="show the routing decision for a prompt (nothing is called)")
+    r.add_argument("text")
+    r.add_argument("--max-tokens", type=_positive)
+
+    c = sub.add_parser("chat", parents=[common], help="route a prompt, call the endpoint, record and print the reply")
+    c.add_argument("text")
+    c.add_argument("--max-tokens", type=_positive)
+    c.add_argument("--tier", choices=("serverless", "dedicated"))
+    c.add_argument("--model", help="force a configured model")
+
+    s = sub.add_parser("stats", parents=[common], help="routing statistics over the log")
+    s.add_argument("--source", action="append", help="only this source (repeatable)")
+
+    d = sub.add_parser("demo", parents=[common], help="write realistic demo traffic into the log")
+    d.add_argument("--days", type=_positive, default=14)
+    d.add_argument("--requests", type=_positive, default=5000)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--if-empty", action="store_true", help="only when the log holds no request yet")
+    return p
+
+
+def _opt(args, name, default=None):
+    return getattr(args, name, default)
+
+
+def _progress(waited: float) -> None:
+    if waited > 0.5 and sys.stderr.isatty():
+        print(f"\rwaiting for the database (in use by another process) {waited:4.1f} s", end="", file=sys.stderr)
+
+
+def _out(args, data, text: str) -> None:
+    if _opt(args, "json"):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+def cmd_route(args) -> int:
+    cfg = config_mod.load(_opt(args, "config"))
+    router = Router(cfg, writer=None, backends={})
+    d = router.decide(ChatRequest([{"role": "user", "content": args.text}], args.max_tokens))
+    out = d.as_dict()
+    lines = [f"{d.tier} · {d.endpoint} · {d.model}", f"reason: {d.reason}",
+             f"complexity: {d.complexity:.2f} (" + ", ".join(f"{k} +{v:g}" for k, v in d.breakdown.items() if v) + ")",
+             f"estimated serverless cost: ${d.estimated_cost_usd:.6f}"]
+    _out(args, out, "\n".join(lines))
+    return 0
+
+
+def cmd_chat(args) -> int:
+    rt = Runtime.open(_opt(args, "config"), _opt(args, "db"), on_wait=_progress)
+    try:
+        req = ChatRequest([{"role": "user", "content": args.text}], args.max_tokens,
+                          force_tier=args.tier, force_model=args.model, source="cli")
+        res = rt.router.chat(req)
+    finally:
+        rt.close()
+    ts = res.ts.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z") if res.ts else None
+    out = {
+        "response": {
+            "choices": [{"message": {"role": "assistant", "content": res.text}}],
+            "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
+                      "total_tokens": res.prompt_tokens + res.completion_tokens, "estimated": res.usage_estimated},
+        },
+        "routing": {
+            "endpoint": res.tier, "server": res.endpoint, "model": res.model, "cost": res.cost_usd,
+            "reason": res.reason, "complexity": res.decision.complexity if res.decision else None,
+            "latency_ms": round(res.latency_ms, 1), "failover_path": res.path, "simulated": res.simulated,
+            "status": res.status,
+        },
+        "timestamp": ts,
+        "request_id": res.request_id,
+    }
+    if not res.ok:
+        out["error"] = res.error
+        if _opt(args, "json"):
+            print(json.dumps(out, indent=2))
+        print(f"sophia: error: {res.error}", file=sys.stderr)
+        return 1
+    sim = " (simulated)" if res.simulated else ""
+    est = " (estimated)" if res.usage_estimated else ""
+    _out(args, out, f"{res.text}\n\n— {res.tier} · {res.endpoint}{sim} · {res.model} · {res.reason} · "
+         f"${res.cost_usd:.6f} · {res.prompt_tokens}+{res.completion_tokens} tokens{est} · {res.latency_ms:.0f} ms")
+    return 0
+
+
+def _need_db(args) -> str:
+    path = _opt(args, "db") or default_path()
+    if path != ":memory:" and not Path(path).exists():
+        raise CLIError(f"no database at {path}: run `sophia demo` to load demo traffic or `sophia chat TEXT` to route a request")
+    return path
+
+
+def cmd_stats(args) -> int:
+    cfg = config_mod.load(_opt(args, "config"))
+    db = Database(_need_db(args))
+    with db.cursor(on_wait=_progress) as cur:
+        data = stats.stats(cur, cfg, args.source)
+    db.close()
+    if not data["total_requests"]:
+        _out(args, data, "the log holds no request yet" + (f" from {', '.join(args.source)}" if args.source else ""))
+        return 0
+    lines = [
+        f"requests          {data['total_requests']:,} ({data['serverless_requests']:,} serverless, "
+        f"{data['dedicated_requests']:,} dedicated; {data['serverless_percentage']}% serverless)",
+        f"cost              ${data['total_cost_usd']:,.4f} (metered ${data['metered_cost_usd']:,.4f} + "
+        f"dedicated share ${data['amortized_cost_usd']:,.4f}); ${data['average_cost_per_request']:.6f} a request",
+        f"GPU-hours (fixed) ${data['fixed_cost_usd']:,.2f} over {data['first_request']} → {data['last_request']}",
+        f"savings           ${data['cost_savings_usd']:,.4f} ({data['cost_savings_percentage']}%) against all on "
+        f"{cfg.routing.premium_model}",
+        f"errors            {data['error_requests']:,}; failovers {data['failover_requests']:,}",
+        f"latency           p50 {data['latency_p50_ms']} ms, p95 {data['latency_p95_ms']} ms",
+    ]
+    _out(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    cfg = config_mod.load(_opt(args, "config"))
+    db = Database(_opt(args, "db"))
+    try:
+        with db.cursor(on_wait=_progress) as cur:
+            version = versions.ensure(cur, cfg)
+            existing = cur.execute("SELECT count(*) FROM requests").fetchone()[0]
+        if args.if_empty and existing:
+            _out(args, {"written": 0, "existing": existing}, f"the log already holds {existing:,} requests; no demo traffic written")
+            return 0
+        table = demo.generate(cfg, args.requests, args.days, args.seed)
+        n = demo.write(db, table, version)
+    finally:
+        db.close()
+    _out(args, {"written": n, "source": "demo", "days": args.days, "db": db.path},
+         f"wrote {n:,} demo requests over {args.days} days into {db.path} (source 'demo')")
+    return 0
+
+
+COMMANDS = {"route": cmd_route, "chat": cmd_chat, "stats": cmd_stats, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if _opt(args, "config"):
+            os.environ.setdefault("SOPHIA_CONFIG", args.config)
+        return COMMANDS[args.command](args)
+    except CLIError as e:
+        print(f"sophia: error: {e}", file=sys.stderr)
+        return 2
+    except (config_mod.ConfigError, RequestError, DatabaseBusy, DatabaseError, ValueError, OSError) as e:
+        print(f"sophia: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sophia: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Schema migrations: an ordered list of small functions, each recorded once when applied."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from . import schema
+
+
+def m001_requests(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(schema.create_requests_sql())
+
+
+def m002_settings_versions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS settings_versions (
+             version INTEGER PRIMARY KEY,
+             created_at TIMESTAMP NOT NULL,
+             digest VARCHAR NOT NULL,
+             origin VARCHAR NOT NULL,   -- 'config' (the file) or where it was applied from
+             note VARCHAR,
+             settings JSON NOT NULL
+           )"""
+    )
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    m001_requests,
+    m002_settings_versions,
+]
+
+
+def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations this database lacks, each in its own transaction."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fn(con)
+            con.execute(
+                "INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [fn.__name__]
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(fn.__name__)
+    return applied

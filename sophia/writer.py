@@ -1,0 +1,134 @@
+"""One writer thread per process: records go on a queue and reach the log in batches.
+
+Putting a record on the queue is all the request path pays. The thread appends each batch as
+one Arrow table straight into the database when it can hold the file, and otherwise writes it
+as a durable segment into the inbox beside it (see `inbox`). A clean close flushes everything;
+a crash loses at most one flush interval.
+"""
+
+from __future__ import annotations
+
+import atexit
+import queue
+import sys
+import threading
+import time
+
+import duckdb
+
+from . import inbox, schema
+from .db import Database, DatabaseError
+
+
+class _Flush:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class Writer:
+    def __init__(self, db: Database, flush_interval_s: float = 0.1, max_batch: int = 100_000) -> None:
+        self.db = db
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = False
+        self.written = 0  # rows that reached the database file directly
+        self.spilled = 0  # rows that went to the inbox
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="sophia-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def put(self, record: dict) -> None:
+        """Queue one record (a dict of schema columns). Never touches the database."""
+        self._q.put(record)
+
+    def put_many(self, records: list[dict]) -> None:
+        for r in records:
+            self._q.put(r)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until everything queued so far is written (to the file or the inbox)."""
+        if not self._thread.is_alive():
+            return True
+        marker = _Flush()
+        self._q.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self) -> None:
+        if self._stop:
+            return
+        self.flush(None)
+        self._stop = True
+        self._q.put(_Flush())
+        self._thread.join(timeout=30)
+
+    # --- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                first = self._q.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                continue
+            batch, markers = [], []
+            item = first
+            deadline = time.monotonic() + self.flush_interval_s
+            while True:
+                if isinstance(item, _Flush):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if markers or len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    # Gather for the rest of the interval: fewer, larger appends.
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        item = self._q.get(timeout=left)
+                    except queue.Empty:
+                        break
+            if batch:
+                self._write(batch)
+            for m in markers:
+                m.done.set()
+
+    def _write(self, batch: list[dict]) -> None:
+        try:
+            table = schema.to_arrow(batch)
+        except Exception as e:  # a malformed record must not take the others down
+            self._report(f"records could not be encoded: {e}")
+            return
+        con = None
+        try:
+            con = self.db.try_acquire(polite=True)
+        except DatabaseError as e:
+            self._report(str(e))
+        if con is not None:
+            try:
+                cur = con.cursor()
+                try:
+                    cur.register("_batch", table)
+                    cur.execute("INSERT INTO requests BY NAME SELECT * FROM _batch")
+                    cur.unregister("_batch")
+                finally:
+                    cur.close()
+                self.written += len(batch)
+                return
+            except duckdb.Error as e:
+                self._report(f"append failed, records kept in the inbox: {e}")
+            finally:
+                self.db.release()
+        if self.db.inbox is None:
+            self._report(f"{len(batch)} records lost: in-memory database unavailable")
+            return
+        inbox.write_segment(self.db.inbox, table)
+        self.spilled += len(batch)
+
+    def _report(self, msg: str) -> None:
+        self.errors.append(msg)
+        print(f"sophia: {msg}", file=sys.stderr)
