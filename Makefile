@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 # Seed demo traffic when the log is empty, then start the app on localhost:8501.
 run: setup
 	$(BIN)/sophia demo --if-empty
-	$(BIN)/sophia stats
+	$(BIN)/streamlit run app.py --server.address localhost --server.port 8501 --server.headless true
 
 demo: setup
 	$(BIN)/sophia demo

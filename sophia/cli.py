@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC
 from pathlib import Path
@@ -195,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if _opt(args, "config"):
-            os.environ.setdefault("SOPHIA_CONFIG", args.config)
         return COMMANDS[args.command](args)
     except CLIError as e:
         print(f"sophia: error: {e}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import config as config_mod
@@ -40,6 +41,13 @@ class Runtime:
         writer = Writer(db, cfg.flush_interval_s)
         router = Router(cfg, writer, backends, sleep=sleep, policy_version=version)
         return cls(cfg, db, writer, router)
+
+    @contextmanager
+    def reader(self, wait_s: float | None = None, on_wait: Callable[[float], None] | None = None):
+        """A cursor that sees this process's own writes (queued records are flushed first)."""
+        self.writer.flush()
+        with self.db.cursor(wait_s, on_wait) as cur:
+            yield cur
 
     def close(self) -> None:
         self.writer.close()

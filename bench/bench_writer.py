@@ -1,0 +1,65 @@
+"""The writer thread: records/s into a file database, and the cost of `put` on the request path.
+
+Targets (issue 2): >= 50,000 records/s sustained into a file database; `put` <= 0.1 ms at p99.
+Baseline measured in the same run: a bare `queue.SimpleQueue.put` of the same records.
+"""
+
+from __future__ import annotations
+
+import queue
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sophia.db import Database  # noqa: E402
+from sophia.writer import Writer  # noqa: E402
+from tests.logutil import record  # noqa: E402
+
+N = 200_000
+
+
+def main() -> None:
+    recs = [record(i) for i in range(N)]
+    rates = []
+    puts = None
+    for run in range(3):
+        with tempfile.TemporaryDirectory() as d:
+            db = Database(Path(d) / "bench.duckdb")
+            w = Writer(db, 0.1)
+            lat = np.empty(N)
+            t0 = time.perf_counter()
+            for i, r in enumerate(recs):
+                a = time.perf_counter_ns()
+                w.put(r)
+                lat[i] = time.perf_counter_ns() - a
+            w.flush(None)
+            elapsed = time.perf_counter() - t0
+            with db.cursor() as cur:
+                assert cur.execute("SELECT count(*) FROM requests").fetchone()[0] == N
+            w.close()
+            db.close()
+            rates.append(N / elapsed)
+            puts = lat if puts is None else np.concatenate([puts, lat])
+    q = queue.SimpleQueue()
+    base = np.empty(N)
+    for i, r in enumerate(recs):
+        a = time.perf_counter_ns()
+        q.put(r)
+        base[i] = time.perf_counter_ns() - a
+    rate = statistics.median(rates)
+    p99 = np.percentile(puts, 99) / 1e6
+    print(f"writer: {N:,} records, 3 runs: median {rate:,.0f} records/s (target >= 50,000)  "
+          f"{'OK' if rate >= 50_000 else 'UNDER'}")
+    print(f"put on the request path: p50 {np.percentile(puts, 50) / 1e3:.2f} us, p99 {p99 * 1e3:.2f} us, "
+          f"p99.9 {np.percentile(puts, 99.9) / 1e3:.2f} us "
+          f"(target p99 <= 100 us; bare queue put p99 {np.percentile(base, 99) / 1e3:.2f} us)  "
+          f"{'OK' if p99 <= 0.1 else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The request log: batching, read-your-writes, crashes, migrations, several processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sophia import inbox, migrations
+from sophia.db import Database, DatabaseBusy
+from sophia.writer import Writer
+from tests.logutil import WRITER_CHILD, record
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def count(db: Database) -> int:
+    with db.cursor() as cur:
+        return cur.execute("SELECT count(*) FROM requests").fetchone()[0]
+
+
+def test_eight_threads_thousand_records_each(tmp_path):
+    db = Database(tmp_path / "log.duckdb")
+    w = Writer(db, 0.02)
+
+    def work(t):
+        for i in range(1000):
+            w.put(record(i, f"thread-{t}"))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.close()
+    with db.cursor() as cur:
+        assert cur.execute("SELECT count(*), count(DISTINCT request_id) FROM requests").fetchone() == (8000, 8000)
+        per = dict(cur.execute("SELECT source, count(*) FROM requests GROUP BY 1").fetchall())
+    assert per == {f"thread-{t}": 1000 for t in range(8)}
+    db.close()
+
+
+def test_read_your_writes(tmp_path):
+    from sophia.runtime import Runtime
+
+    rt = Runtime.open("sophia.toml", str(tmp_path / "r.duckdb"))
+    rt.writer.put(record(1))
+    with rt.reader() as cur:
+        assert cur.execute("SELECT count(*) FROM requests").fetchone()[0] == 1
+    rt.close()
+
+
+def test_file_is_released_when_idle(tmp_path):
+    db = Database(tmp_path / "idle.duckdb", idle_s=0.05)
+    assert count(db) == 0
+    assert db.is_open
+    deadline = time.monotonic() + 5
+    while db.is_open and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not db.is_open
+    # another "process" (a second connection here) can now open it
+    con = duckdb.connect(str(tmp_path / "idle.duckdb"))
+    con.close()
+    db.close()
+
+
+def test_records_go_to_inbox_while_another_process_holds_the_file(tmp_path):
+    path = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); "
+                               "time.sleep(1.5); c.close()"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    db = Database(path)
+    w = Writer(db, 0.02)
+    for i in range(300):
+        w.put(record(i))
+    w.flush()
+    assert w.spilled == 300 and w.written == 0
+    assert inbox.pending(db.inbox)
+    with pytest.raises(DatabaseBusy, match="in use by another process"):
+        db.acquire(wait_s=0.2)
+    holder.wait()
+    assert count(db) == 300  # ingested once the file was free
+    assert not inbox.pending(db.inbox)
+    assert count(db) == 300  # and only once
+    w.close()
+    db.close()
+
+
+def test_ingest_is_idempotent(tmp_path):
+    from sophia import schema
+
+    db = Database(tmp_path / "i.duckdb")
+    rows = [record(i) for i in range(50)]
+    table = schema.to_arrow(rows)
+    with db.cursor() as cur:
+        cur.register("t", table)
+        cur.execute("INSERT INTO requests BY NAME SELECT * FROM t")
+        # a crash after the insert but before the segment was removed: the same rows come back
+        inbox.write_segment(db.inbox, table)
+        assert inbox.ingest(cur, db.inbox) == 0
+        assert cur.execute("SELECT count(*) FROM requests").fetchone()[0] == 50
+    db.close()
+
+
+def test_migrations_run_twice_change_nothing(tmp_path):
+    con = duckdb.connect(str(tmp_path / "m.duckdb"))
+    first = migrations.apply(con)
+    assert first == [m.__name__ for m in migrations.MIGRATIONS]
+    tables = con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL").fetchall()
+    assert migrations.apply(con) == []
+    assert con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL").fetchall() == tables
+    assert con.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(migrations.MIGRATIONS)
+    con.close()
+
+
+def test_sigkill_mid_write_loses_at_most_the_unflushed(tmp_path):
+    path = str(tmp_path / "crash.duckdb")
+    code = WRITER_CHILD.format(root=ROOT, path=path, n=1_000_000, source="crash", pace=0.0, confirm=True)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    confirmed = 0
+    for line in child.stdout:
+        confirmed = int(line)
+        if confirmed >= 5000:
+            break
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    db = Database(path)
+    n = count(db)  # opens cleanly
+    assert n >= confirmed
+    with db.cursor() as cur:
+        assert cur.execute("SELECT count(DISTINCT request_id) FROM requests").fetchone()[0] == n
+    db.close()
+
+
+def test_two_writers_and_a_reader_share_the_file(tmp_path):
+    path = str(tmp_path / "shared.duckdb")
+    first = Database(path)
+    assert count(first) == 0  # creates the file
+    first.close()
+    env = {**os.environ, "SOPHIA_DB": path}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER_CHILD.format(
+            root=ROOT, path=path, n=10_000, source=f"w{k}", pace=0.1, confirm=False)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(2)
+    ]
+    reader_runs, errors = 0, []
+    while any(w.poll() is None for w in writers) or reader_runs < 2:
+        r = subprocess.run([sys.executable, "-m", "sophia.cli", "stats", "--json"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+        reader_runs += 1
+        if r.returncode != 0 or "lock" in r.stderr.lower():
+            errors.append(r.stderr)
+    outs = [w.communicate() for w in writers]
+    assert all(w.returncode == 0 for w in writers), outs
+    assert not any("lock" in err.lower() for _, err in outs), outs
+    assert errors == []
+    db = Database(path)
+    with db.cursor() as cur:
+        assert dict(cur.execute("SELECT source, count(*) FROM requests GROUP BY 1").fetchall()) == {
+            "w0": 10_000, "w1": 10_000}
+        assert cur.execute("SELECT count(DISTINCT request_id) FROM requests").fetchone()[0] == 20_000
+    db.close()
