@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--requests", type=_positive, default=5000)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--if-empty", action="store_true", help="only when the log holds no request yet")
+
+    v = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible API server")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=_positive, default=8000)
+    v.add_argument("--workers", type=_positive, default=1)
     return p
 
 
@@ -184,7 +189,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"route": cmd_route, "chat": cmd_chat, "stats": cmd_stats, "demo": cmd_demo}
+def cmd_serve(args) -> int:
+    from . import server  # the ASGI stack is only imported when serving
+
+    return server.run(host=args.host, port=args.port, workers=args.workers,
+                      config_path=_opt(args, "config"), db_path=_opt(args, "db"))
+
+
+COMMANDS = {"route": cmd_route, "chat": cmd_chat, "stats": cmd_stats, "demo": cmd_demo, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,8 @@ TIERS = ("serverless", "dedicated")
 PRIVACY_MODES = ("off", "redacted", "on")
 ENDPOINT_KINDS = ("simulated", "openai")
 DEFAULT_CONFIG = "sophia.toml"
+# Sections whose keys are validated by the module that uses them.
+EXTRA_SECTIONS = ("server", "budgets")
 
 
 class ConfigError(ValueError):
@@ -123,6 +125,8 @@ class Config:
     store_prompts: str = "off"
     flush_interval_s: float = 0.1
     path: str | None = None
+    # Raw tables validated by the modules that own them (e.g. [server] by sophia.server).
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     def endpoint(self, name: str) -> Endpoint:
         for e in self.endpoints:
@@ -377,8 +381,9 @@ def _model(t: dict, i: int) -> ModelPrice:
 
 def parse(data: dict, path: str | None = None) -> Config:
     """Build a validated Config from parsed TOML."""
-    _check_keys(data, {"general", "privacy", "scorer", "routing", "failover", "cache", "endpoints", "models", "log"}, "")
-    for section in ("general", "privacy", "scorer", "routing", "failover", "cache", "log"):
+    _check_keys(data, {"privacy", "scorer", "routing", "failover", "cache", "endpoints", "models", "log",
+                       *EXTRA_SECTIONS}, "")
+    for section in ("privacy", "scorer", "routing", "failover", "cache", "log", *EXTRA_SECTIONS):
         if section in data and not isinstance(data[section], dict):
             raise _fail(section, data[section], f"a [{section}] table")
     privacy = data.get("privacy", {})
@@ -401,6 +406,7 @@ def parse(data: dict, path: str | None = None) -> Config:
         # A crash may lose at most one flush interval: keep it within DESIGN's 200 ms.
         flush_interval_s=_number(log, "flush_interval_s", "log.", 0.1, 0.001, 0.2),
         path=path,
+        extra={k: data[k] for k in EXTRA_SECTIONS if k in data},
     )
     _cross_check(cfg)
     return cfg
