@@ -101,7 +101,10 @@ class OpenAIBackend:
 
     def _errors(self, e: Exception) -> BackendError:
         if isinstance(e, httpx.TimeoutException):
-            return BackendError("timeout", f"{self.name} did not answer in time ({type(e).__name__})")
+            # Not retried on the same endpoint: a retry would double the wait (timeout_s) before
+            # failover; only 429/5xx, connect and dropped connections are retried (sophia.toml).
+            return BackendError("timeout", f"{self.name} did not answer in time ({type(e).__name__})",
+                                retryable=False)
         if isinstance(e, (httpx.ConnectError, httpx.UnsupportedProtocol)):
             return BackendError("connect", f"{self.name} cannot be reached: {e}")
         return BackendError("cut_stream", f"{self.name} dropped the connection: {type(e).__name__}")
@@ -117,11 +120,12 @@ class OpenAIBackend:
             data = resp.json()
             text = data["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise BackendError("malformed", f"{self.name} sent a reply that is not an OpenAI chat completion") from None
+            raise BackendError("malformed", f"{self.name} sent a reply that is not an OpenAI chat completion",
+                               retryable=False) from None
         if text is None:
             text = ""
         if not isinstance(text, str):
-            raise BackendError("malformed", f"{self.name} sent a non-text message content")
+            raise BackendError("malformed", f"{self.name} sent a non-text message content", retryable=False)
         return text, _usage(data.get("usage"))
 
     def stream(self, model, messages, max_tokens):
@@ -141,11 +145,14 @@ class OpenAIBackend:
                     try:
                         event = json.loads(payload)
                     except ValueError:
-                        raise BackendError("malformed", f"{self.name} sent a stream event that is not JSON") from None
+                        raise BackendError("malformed", f"{self.name} sent a stream event that is not JSON",
+                                           retryable=False) from None
                     if not isinstance(event, Mapping):
-                        raise BackendError("malformed", f"{self.name} sent a stream event that is not an object")
+                        raise BackendError("malformed", f"{self.name} sent a stream event that is not an object",
+                                           retryable=False)
                     if "error" in event:
-                        msg = event["error"].get("message", "") if isinstance(event["error"], Mapping) else event["error"]
+                        err = event["error"]
+                        msg = err.get("message", "") if isinstance(err, Mapping) else err
                         raise BackendError("http_status", f"{self.name} reported an error mid-stream: {str(msg)[:200]}")
                     text = ""
                     choices = event.get("choices") or []

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import config as config_mod
-from . import demo, stats, versions
+from . import demo, importers, replay, stats, versions
 from .db import Database, DatabaseBusy, DatabaseError, default_path
 from .features import RequestError
 from .router import ChatRequest, Router
@@ -43,6 +43,34 @@ def _positive(text: str) -> int:
     return v
 
 
+def _when(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2026-01-31T12:00:00Z") from None
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _unit(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: expected a number from 0 to 1")
+    return v
+
+
+def _nonneg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v < 0 or v != v:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed: expected a number >= 0")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     p = _Parser(prog="sophia", description="Route, record and steer LLM traffic.", parents=[common])
@@ -66,6 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--requests", type=_positive, default=5000)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--if-empty", action="store_true", help="only when the log holds no request yet")
+
+    i = sub.add_parser("import", parents=[common], help="import traffic from a file into the log")
+    i.add_argument("path")
+    i.add_argument("--format", required=True, choices=importers.FORMATS)
+    i.add_argument("--source", help="source name in the log (default: the file's name)")
+    i.add_argument("--ts-col")
+    i.add_argument("--ts-unit", choices=importers.TS_UNITS, default="iso")
+    i.add_argument("--start", type=_when, help="numeric times are offsets from this ISO time "
+                   "(default: now minus the trace's span)")
+    i.add_argument("--prompt-tokens-col")
+    i.add_argument("--completion-tokens-col")
+    i.add_argument("--prompt-col")
+    i.add_argument("--model-col")
+    i.add_argument("--latency-col")
+    i.add_argument("--exclude", help="JSONL of prompts to leave out (key eval_prompt), e.g. contaminated ones")
+
+    rp = sub.add_parser("replay", parents=[common], help="replay logged or imported traffic under other settings")
+    rp.add_argument("--source", action="append", help="only this source (repeatable)")
+    rp.add_argument("--since", type=_when, help="from this ISO time (UTC)")
+    rp.add_argument("--until", type=_when, help="up to this ISO time (UTC)")
+    rp.add_argument("--complexity-threshold", type=_unit)
+    rp.add_argument("--cost-threshold", type=_nonneg, help="USD")
+    rp.add_argument("--sweep", action="store_true", help="print the policy over 101 complexity thresholds")
 
     v = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible API server")
     v.add_argument("--host", default="127.0.0.1")
@@ -189,6 +240,94 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _exclusions(path: str | None) -> set[str]:
+    if not path:
+        return set()
+    out = set()
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                out.add(obj["eval_prompt"] if isinstance(obj, dict) else str(obj))
+            except (ValueError, KeyError):
+                raise CLIError(f"--exclude {path}: line {n} is not a JSON object with eval_prompt") from None
+    return out
+
+
+def cmd_import(args) -> int:
+    cfg = config_mod.load(_opt(args, "config"))
+    db = Database(_opt(args, "db"))
+    mapping = importers.Mapping(args.ts_col, args.ts_unit, args.prompt_tokens_col, args.completion_tokens_col,
+                                args.prompt_col, args.model_col, args.latency_col, args.start)
+    tty = sys.stderr.isatty() and not _opt(args, "json")
+
+    def progress(frac: float, msg: str) -> None:
+        if tty:
+            print(f"\r[{'#' * int(frac * 20):<20}] {msg[:70]:<70}", end="" if frac < 1 else "\n", file=sys.stderr)
+
+    try:
+        with db.cursor(on_wait=_progress) as cur:
+            version = versions.ensure(cur, cfg)
+        report = importers.import_file(db, cfg, args.path, args.format, source=args.source, mapping=mapping,
+                                       exclude_prompts=_exclusions(args.exclude), policy_version=version,
+                                       progress=progress)
+    finally:
+        db.close()
+    if _opt(args, "json"):
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.summary())
+        importers.print_problems(report)
+    return 0
+
+
+def cmd_replay(args) -> int:
+    base = config_mod.load(_opt(args, "config"))
+    db = Database(_need_db(args))
+    try:
+        with db.cursor(on_wait=_progress) as cur:
+            _, cfg = versions.resolve(cur, base)
+            traffic = replay.load(cur, args.source, args.since, args.until)
+    finally:
+        db.close()
+    if not traffic.n:
+        raise CLIError("no request matches the selection: check --source, --since and --until (see `sophia stats`)")
+    changes = {}
+    if args.complexity_threshold is not None:
+        changes["complexity_threshold"] = args.complexity_threshold
+    if args.cost_threshold is not None:
+        changes["cost_threshold_usd"] = args.cost_threshold
+    cfg = cfg.with_routing(**changes)
+    tiers = replay.label_tiers(traffic)
+    prepared = replay.prepare(traffic, cfg, tiers)
+    if args.sweep:
+        sw = replay.sweep(traffic, cfg, tiers=tiers, prepared=prepared)
+        out = {"sweep": sw.to_dict(orient="records")}
+        if tiers and traffic.labelled.any():
+            c = replay.curve(traffic, sw, tiers)
+            out |= {"weak_quality": c.weak, "strong_quality": c.strong, "apgr": c.apgr,
+                    "random_apgr": c.random_apgr, "oracle_apgr": c.oracle_apgr, "tiers": tiers}
+        text = sw[["threshold", "dedicated_share", "metered_cost_usd", "amortized_cost_usd", "quality"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}")
+        if "apgr" in out:
+            text += (f"\nquality gap recovered (APGR): policy {out['apgr']:.3f}, random {out['random_apgr']:.3f}, "
+                     f"oracle {out['oracle_apgr']:.3f}")
+        _out(args, out, text)
+        return 0
+    r = replay.replay(traffic, cfg, tiers, prepared).as_dict()
+    q = f"{r['quality']:.1%} of {r['labelled_requests']:,} labelled" if r["quality"] is not None else "no labels"
+    _out(args, r, "\n".join([
+        f"requests     {r['requests']:,}: {r['serverless']:,} serverless, {r['dedicated']:,} dedicated",
+        f"cost         metered ${r['metered_cost_usd']:,.4f}, dedicated share ${r['amortized_cost_usd']:,.4f}, "
+        f"GPU-hours ${r['fixed_cost_usd']:,.2f}",
+        f"latency      " + ", ".join(f"{k} p50 {v['p50']:.0f} ms / p95 {v['p95']:.0f} ms" for k, v in r["latency_ms"].items()),
+        f"quality      {q}",
+        f"changed      {r['changed_decisions']:,} decisions differ from the log "
+        f"({r['runtime_only_decisions']:,} runtime-only decisions not compared)",
+    ]))
+    return 0
+
+
 def cmd_serve(args) -> int:
     from . import server  # the ASGI stack is only imported when serving
 
@@ -196,7 +335,8 @@ def cmd_serve(args) -> int:
                       config_path=_opt(args, "config"), db_path=_opt(args, "db"))
 
 
-COMMANDS = {"route": cmd_route, "chat": cmd_chat, "stats": cmd_stats, "demo": cmd_demo, "serve": cmd_serve}
+COMMANDS = {"route": cmd_route, "chat": cmd_chat, "stats": cmd_stats, "demo": cmd_demo, "serve": cmd_serve,
+            "import": cmd_import, "replay": cmd_replay}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"sophia: error: {e}", file=sys.stderr)
         return 2
-    except (config_mod.ConfigError, RequestError, DatabaseBusy, DatabaseError, ValueError, OSError) as e:
+    except (config_mod.ConfigError, RequestError, DatabaseBusy, DatabaseError, ValueError, OSError,
+            importers.ImportFailed) as e:
         print(f"sophia: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,13 +7,12 @@ fail. Everything is vectorized, so a million rows take seconds.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 
-from . import features, policy, pricing, schema, simulated
+from . import bulk, features, policy, pricing, simulated
 from .config import Config
 from .db import Database
 
@@ -92,30 +91,15 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     completion = np.minimum(max_tokens, np.maximum(1, rng.lognormal(np.log(180), 0.9, n).astype(np.int64)))
     prompt_tokens = np.where(error, 0, prompt_tokens)
     completion = np.where(error, 0, completion)
-    catalog = pricing.PriceCatalog.from_config(cfg)
-    serverless = tier == policy.SERVERLESS
-    metered = np.where(serverless, pricing.metered_cost(
-        prompt_tokens, completion, catalog.input_prices(model), catalog.output_prices(model)), 0.0)
-    amortized = np.zeros(n)
+    metered, amortized = pricing.costs_for(cfg, endpoint, model, prompt_tokens, completion)
     latency = np.zeros(n)
     slow = rng.random(n) < 0.03
     for ep in cfg.endpoints:
         m = endpoint == ep.name
-        if ep.tier == policy.DEDICATED:
-            amortized[m] = pricing.amortized_cost(prompt_tokens[m], completion[m], ep)
         latency[m] = simulated.latency_ms(ep.simulation, completion[m], slow[m]) * rng.normal(1, 0.1, m.sum()).clip(0.5)
     ttft = np.array([cfg.endpoint(e).simulation.ttft_ms for e in endpoint]) * rng.normal(1, 0.15, n).clip(0.3)
     latency = np.maximum(latency, ttft)
-    breakdown_cache: dict = {}
-    _, parts = policy.score(chars, max_tokens, counts, cfg.scorer)
-    part_names = list(parts)
-    part_arr = np.stack([np.broadcast_to(parts[k], (n,)) for k in part_names], axis=1)
-    breakdowns = []
-    for row in map(tuple, part_arr):
-        s = breakdown_cache.get(row)
-        if s is None:
-            s = breakdown_cache[row] = json.dumps({k: v / policy.BP for k, v in zip(part_names, row, strict=True)})
-        breakdowns.append(s)
+    breakdowns = bulk.breakdowns(chars, max_tokens, counts, cfg)
     raw = rng.bytes(16 * n)  # request ids, deterministic under the seed
     ids = [raw[i:i + 16].hex() for i in range(0, 16 * n, 16)]
     cols = {
@@ -133,7 +117,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
         "estimated_cost_usd": d["estimated_cost_usd"], "reason": reason, "policy_reason": d["reason"],
         "status": status,
         "error_kind": np.where(error, "http_status", None).astype(object),
-        "error": np.where(error, "simulated failure: every endpoint in the chain answered HTTP 503", None).astype(object),
+        "error": np.where(error, "every endpoint failed (simulated HTTP 503)", None).astype(object),
         "attempts": np.array([len(p) for p in paths]),
         "failover_path": paths,
         "prompt_tokens": prompt_tokens, "completion_tokens": completion,
@@ -144,11 +128,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
         "cached": np.zeros(n, dtype=bool),
         "simulated": np.ones(n, dtype=bool),
     }
-    arrays = []
-    for name, _, typ in schema.COLUMNS:
-        v = cols.get(name)
-        arrays.append(pa.nulls(n, typ) if v is None else pa.array(v, type=typ))
-    return pa.Table.from_arrays(arrays, schema=schema.ARROW_SCHEMA)
+    return bulk.to_table(cols, n)
 
 
 def write(db: Database, table: pa.Table, policy_version: int | None = None) -> int:
@@ -156,8 +136,4 @@ def write(db: Database, table: pa.Table, policy_version: int | None = None) -> i
     if policy_version is not None:
         table = table.set_column(table.schema.get_field_index("policy_version"), "policy_version",
                                  pa.array(np.full(table.num_rows, policy_version), type=pa.int32()))
-    with db.cursor() as cur:
-        cur.register("_bulk", table)
-        cur.execute("INSERT INTO requests BY NAME SELECT * FROM _bulk")
-        cur.unregister("_bulk")
-    return table.num_rows
+    return bulk.write(db, table)

@@ -26,9 +26,37 @@ def m002_settings_versions(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m003_imports(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS imports (
+             import_id VARCHAR PRIMARY KEY,  -- the file's SHA-256 and format: a second import adds nothing
+             path VARCHAR NOT NULL,
+             format VARCHAR NOT NULL,
+             source VARCHAR NOT NULL,
+             imported_at TIMESTAMP NOT NULL,
+             rows_imported BIGINT NOT NULL,
+             rows_skipped BIGINT NOT NULL
+           )"""
+    )
+
+
+def m004_request_labels(con: duckdb.DuckDBPyConnection) -> None:
+    # Per-model correctness (and real output length) of labelled evaluation prompts.
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS request_labels (
+             request_id VARCHAR NOT NULL,
+             model VARCHAR NOT NULL,
+             correct BOOLEAN NOT NULL,
+             completion_tokens INTEGER
+           )"""
+    )
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_requests,
     m002_settings_versions,
+    m003_imports,
+    m004_request_labels,
 ]
 
 

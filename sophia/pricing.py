@@ -93,3 +93,28 @@ def fixed_cost(endpoints, start: datetime, end: datetime) -> float:
 
 def hourly_fixed(endpoints) -> float:
     return sum(e.hourly_usd for e in endpoints if e.tier == "dedicated")
+
+
+def costs_for(cfg: Config, endpoints, models, prompt_tokens, completion_tokens) -> tuple[np.ndarray, np.ndarray]:
+    """(metered, amortized) USD for arrays of requests served by `endpoints` with `models`.
+
+    Serverless rows are metered per token at their model's price; dedicated rows carry their
+    share of the endpoint's GPU time. One pass per endpoint, never per row.
+    """
+    endpoints = np.asarray(endpoints, dtype=object)
+    prompt_tokens = np.asarray(prompt_tokens)
+    completion_tokens = np.asarray(completion_tokens)
+    catalog = PriceCatalog.from_config(cfg)
+    metered = np.zeros(len(endpoints))
+    amortized = np.zeros(len(endpoints))
+    for ep in cfg.endpoints:
+        m = endpoints == ep.name
+        if not m.any():
+            continue
+        if ep.tier == "serverless":
+            mm = np.asarray(models, dtype=object)[m]
+            metered[m] = metered_cost(prompt_tokens[m], completion_tokens[m],
+                                      catalog.input_prices(mm), catalog.output_prices(mm))
+        else:
+            amortized[m] = amortized_cost(prompt_tokens[m], completion_tokens[m], ep)
+    return metered, amortized

@@ -87,7 +87,8 @@ class RoutingError(RuntimeError):
         self.result = result
 
 
-def make_backends(cfg: Config, sleep: Callable[[float], None] = time.sleep, secrets: dict | None = None) -> dict[str, Backend]:
+def make_backends(cfg: Config, sleep: Callable[[float], None] = time.sleep,
+                  secrets: dict | None = None) -> dict[str, Backend]:
     out: dict[str, Backend] = {}
     for e in cfg.endpoints:
         if e.simulated:
@@ -95,6 +96,12 @@ def make_backends(cfg: Config, sleep: Callable[[float], None] = time.sleep, secr
         else:
             out[e.name] = OpenAIBackend(e, api_key(e, secrets), cfg.failover)
     return out
+
+
+def _endpoint_fault(e: BackendError) -> bool:
+    """Whether a failure counts against the endpoint's health. A 400/413/422 is about the
+    request (bad body, too long): the endpoint answered, so it is not a reason to cool it down."""
+    return not (e.kind == "http_status" and e.status in (400, 413, 422))
 
 
 def _utcnow() -> datetime:
@@ -173,13 +180,15 @@ class Router:
                     res.tier, res.endpoint, res.model = hit.tier, hit.endpoint, hit.model
                     res.prompt_tokens, res.completion_tokens = hit.prompt_tokens, hit.completion_tokens
                     res.usage_estimated, res.text = hit.usage_estimated, hit.text
+                    res.simulated = getattr(self.backends.get(hit.endpoint), "simulated", False)
                     res.ttft_ms = (self.clock() - t0) * 1000
                     yield hit.text
                     return
             if d.refused:
                 res.status, res.error_kind = "refused", "budget"
                 res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
-                res.error = "refused: a budget's hard limit is reached (action: block); raise the budget or wait for the next period"
+                res.error = ("refused: a budget's hard limit is reached (action: block); "
+                             "raise the budget or wait for the next period")
                 return
             retries = cfg.failover.max_retries
             for endpoint, model in d.chain:
@@ -190,6 +199,7 @@ class Router:
                 res.simulated = backend.simulated
                 for attempt in range(retries + 1):
                     res.attempts += 1
+                    usage = None  # usage reported by an earlier, failed attempt is not this reply's
                     a0 = self.clock()
                     try:
                         if stream:
@@ -206,11 +216,13 @@ class Router:
                             parts = [text]
                             res.ttft_ms = (self.clock() - t0) * 1000
                     except BackendError as e:
-                        self.health.failure(endpoint, str(e))
+                        if _endpoint_fault(e):
+                            self.health.failure(endpoint, str(e))
                         res.error, res.error_kind = str(e), e.kind
                         if parts:  # text already reached the client: it cannot be taken back
                             return
-                        if e.retryable and attempt < retries:
+                        # Retry the same endpoint, unless this failure just put it in cool-down.
+                        if e.retryable and attempt < retries and endpoint not in self.health.unhealthy():
                             self.sleep(cfg.failover.retry_backoff_s * (2 ** attempt))
                             continue
                         break
@@ -241,7 +253,8 @@ class Router:
 
     def _settle_usage(self, res: Result, d: policy.Decision, usage: Usage | None) -> None:
         if usage is not None and res.status == "ok":
-            res.prompt_tokens, res.completion_tokens, res.usage_estimated = usage.prompt_tokens, usage.completion_tokens, False
+            res.prompt_tokens, res.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            res.usage_estimated = False
         elif res.text or res.status == "ok":
             # No usage reported (or a stream cut short): estimate, and say so.
             res.prompt_tokens = d.features.est_prompt_tokens

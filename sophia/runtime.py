@@ -37,10 +37,31 @@ class Runtime:
         cfg = cfg or config_mod.load(config_path)
         db = Database(db_path)
         with db.cursor(on_wait=on_wait) as cur:
-            version = versions.ensure(cur, cfg)
+            version, active = versions.resolve(cur, cfg)
         writer = Writer(db, cfg.flush_interval_s)
-        router = Router(cfg, writer, backends, sleep=sleep, policy_version=version)
-        return cls(cfg, db, writer, router)
+        router = Router(active, writer, backends, sleep=sleep, policy_version=version)
+        return cls(active, db, writer, router)
+
+    def apply_settings(self, cfg: Config, note: str | None = None, origin: str = "tuning") -> int:
+        """Store new routing settings as a version and route with them from the next request."""
+        with self.db.cursor() as cur:
+            version = versions.apply(cur, cfg, origin, note)
+        self._use(cfg, version)
+        return version
+
+    def refresh_settings(self) -> bool:
+        """Pick up a version applied by another process; True when the settings changed."""
+        with self.db.cursor() as cur:
+            latest = versions.history(cur)[0]
+        if latest.version == self.router.policy_version:
+            return False
+        self._use(versions.config_from(self.cfg, latest.settings), latest.version)
+        return True
+
+    def _use(self, cfg: Config, version: int) -> None:
+        # Swapped together so that a record never names a version it was not routed under.
+        self.cfg = cfg
+        self.router.cfg, self.router.policy_version = cfg, version
 
     @contextmanager
     def reader(self, wait_s: float | None = None, on_wait: Callable[[float], None] | None = None):

@@ -29,7 +29,10 @@ _WORDS = (
 
 def latency_ms(sim: Simulation, completion_tokens, slow=False):
     """The simulated latency model, shared with demo traffic: TTFT + tokens x per-token time."""
-    factor = np.where(slow, sim.slow_factor, 1.0) if isinstance(slow, np.ndarray) else (sim.slow_factor if slow else 1.0)
+    if isinstance(slow, np.ndarray):
+        factor = np.where(slow, sim.slow_factor, 1.0)
+    else:
+        factor = sim.slow_factor if slow else 1.0
     return (sim.ttft_ms + np.multiply(completion_tokens, sim.tpot_ms)) * factor
 
 
