@@ -244,6 +244,10 @@ def ms(x: float | None) -> str:
 
 
 def pct(x: float | None, digits: int = 1) -> str:
+    """A share as a percentage; a tiny non-zero share is shown as such, not as 0."""
     if x is None or x != x:
         return "—"
+    floor = 10 ** -digits
+    if 0 < 100 * x < floor:
+        return f"<{floor:g}%"
     return f"{100 * x:.{digits}f}%"

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from . import bulk, features, policy, pricing
 from .config import Config
@@ -101,35 +104,62 @@ def _bad_text(value: str) -> bool:
         return True
 
 
-def _csv_rows(text: str, problems: list) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+def _csv_rows(text: str, problems: list) -> tuple[list[str], list[tuple[int, list[str]]] | pa.Table]:
+    """The header and the (line number, fields) of every well-formed row, or an Arrow table
+    of every row when the file is plain enough to read at Arrow speed."""
     lines = text.splitlines(keepends=True)
     reader = csv.reader(lines)
     try:
         header = [h.strip() for h in next(reader)]
     except (StopIteration, csv.Error) as e:
         raise ImportFailed(f"no CSV header could be read ({e})") from None
+    width = len(header)
+    fast = _arrow_csv(text, header) if '"' not in text and "\r" not in text else None
+    if fast is not None:
+        return header, fast
     check_utf8 = _bad_text(text)
+    out = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            problems.append((reader.line_num, f"unreadable CSV row: {e}"))
+            continue
+        if not row:
+            continue
+        if check_utf8 and _bad_text("".join(row)):
+            problems.append((reader.line_num, "not UTF-8 text"))
+        elif len(row) != width:
+            problems.append((reader.line_num, f"{len(row)} fields where the header has {width}"))
+        else:
+            out.append((reader.line_num, row))
+    return header, out
 
-    def rows():
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                problems.append((reader.line_num, f"unreadable CSV row: {e}"))
-                continue
-            if not row:
-                continue
-            if check_utf8 and _bad_text("".join(row)):
-                problems.append((reader.line_num, "not UTF-8 text"))
-                continue
-            if len(row) != len(header):
-                problems.append((reader.line_num, f"{len(row)} fields where the header has {len(header)}"))
-                continue
-            yield reader.line_num, row
 
-    return header, rows()
+def _arrow_csv(text: str, header: list[str]) -> pa.Table | None:
+    """Read a plain CSV (no quoting, every row complete, no blank line) with Arrow, every
+    column as text; None when anything is off, so that the row-by-row reader reports it."""
+    if _bad_text(text) or "\n\n" in text.rstrip("\n") or len(set(header)) != len(header):
+        return None
+    invalid = []
+
+    def on_invalid(row):
+        invalid.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(text.encode()),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowException:
+        return None
+    return None if invalid else table
 
 
 def _jsonl_rows(text: str, problems: list) -> Iterator[tuple[int, dict]]:
@@ -162,7 +192,19 @@ def _need(header: list[str], cols: dict[str, str | None], fmt: str) -> None:
 # --- validating columns -----------------------------------------------------------------
 
 
-def _tokens(raw: pd.Series, name: str, lines: np.ndarray, bad: np.ndarray, problems: list) -> np.ndarray:
+def _series(raw) -> pd.Series:
+    return raw.to_pandas().astype(object) if isinstance(raw, pa.ChunkedArray) else raw
+
+
+def _tokens(raw, name: str, lines: np.ndarray, bad: np.ndarray, problems: list) -> np.ndarray:
+    if isinstance(raw, pa.ChunkedArray):
+        try:  # the common case, all plain integers, at Arrow speed
+            fast = pc.cast(raw, pa.int64()).to_numpy()
+            if (fast >= 0).all() and (fast <= 10_000_000).all():
+                return fast
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    raw = _series(raw)
     num = pd.to_numeric(raw, errors="coerce")
     invalid = num.isna() | (num < 0) | (num % 1 != 0) | (num > 10_000_000)
     for ln, v in zip(lines[invalid.to_numpy() & ~bad], raw[invalid & ~bad], strict=True):
@@ -171,14 +213,22 @@ def _tokens(raw: pd.Series, name: str, lines: np.ndarray, bad: np.ndarray, probl
     return num.fillna(0).to_numpy(dtype=np.int64)
 
 
-def _times(raw: pd.Series, unit: str, start: datetime | None, lines: np.ndarray, bad: np.ndarray,
+def _times(raw, unit: str, start: datetime | None, lines: np.ndarray, bad: np.ndarray,
            problems: list, name: str) -> np.ndarray:
+    if isinstance(raw, pa.ChunkedArray) and unit != "iso":
+        try:
+            num = pd.Series(pc.cast(raw, pa.float64()).to_numpy())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            num = None
+    else:
+        num = None
+    raw = _series(raw)
     if unit == "iso":
         ts = pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
         invalid = ts.isna().to_numpy()
         what = "an ISO 8601 time"
     else:
-        num = pd.to_numeric(raw, errors="coerce")
+        num = pd.to_numeric(raw, errors="coerce") if num is None else num
         invalid = (num.isna() | (num < 0)).to_numpy()
         what = f"a number of {unit} >= 0"
         scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
@@ -218,14 +268,17 @@ def _tabular(header, rows, m: Mapping, fmt: str, problems: list) -> _Parsed:
     for flag in ("--ts-col", "--prompt-tokens-col", "--completion-tokens-col"):
         if cols[flag] is None:
             raise ImportFailed(f"--format {fmt} needs {flag} to say which column holds it")
-    if header is not None:
+    if isinstance(rows, pa.Table):  # the fast path: clean, unquoted CSV read by Arrow
+        _need(header, cols, fmt)
+        lines = np.arange(2, rows.num_rows + 2)
+        data = {name: rows.column(name) for name in cols.values() if name is not None}
+    elif header is not None:
         _need(header, cols, fmt)
         idx = {name: header.index(name) for name in cols.values() if name is not None}
-        lines, data = [], {name: [] for name in idx}
-        for ln, row in rows:
-            lines.append(ln)
-            for name, i in idx.items():
-                data[name].append(row[i])
+        lines = [ln for ln, _ in rows]
+        fields = list(zip(*(row for _, row in rows), strict=True)) if rows else [() for _ in header]
+        data = {name: pd.Series(fields[i], dtype=object) for name, i in idx.items()}
+        del fields
     else:  # JSONL objects
         lines, data = [], {name: [] for name in cols.values() if name is not None}
         for ln, obj in rows:
@@ -236,19 +289,19 @@ def _tabular(header, rows, m: Mapping, fmt: str, problems: list) -> _Parsed:
             absent = [flag for flag, name in cols.items() if name is not None and all(v is None for v in data[name])]
             if absent:
                 raise ImportFailed(f"no row has the key named by {', '.join(absent)}; is the mapping right?")
+        data = {name: pd.Series(v, dtype=object) for name, v in data.items()}
     lines = np.asarray(lines, dtype=np.int64)
     bad = np.zeros(len(lines), dtype=bool)
-    df = pd.DataFrame(data, dtype=object)
-    ts = _times(df[m.ts_col], m.ts_unit, m.start, lines, bad, problems, m.ts_col)
-    pt = _tokens(df[m.prompt_tokens_col], m.prompt_tokens_col, lines, bad, problems)
-    ct = _tokens(df[m.completion_tokens_col], m.completion_tokens_col, lines, bad, problems)
+    ts = _times(data[m.ts_col], m.ts_unit, m.start, lines, bad, problems, m.ts_col)
+    pt = _tokens(data[m.prompt_tokens_col], m.prompt_tokens_col, lines, bad, problems)
+    ct = _tokens(data[m.completion_tokens_col], m.completion_tokens_col, lines, bad, problems)
     p = _Parsed(lines, ts, pt, ct, bad)
     if m.prompt_col:
-        p.texts = [v if isinstance(v, str) else (None if v is None else str(v)) for v in df[m.prompt_col]]
+        p.texts = [v if isinstance(v, str) else (None if v is None else str(v)) for v in _series(data[m.prompt_col])]
     if m.model_col:
-        p.models = df[m.model_col].astype(object).to_numpy()
+        p.models = _series(data[m.model_col]).to_numpy()
     if m.latency_col:
-        lat = pd.to_numeric(df[m.latency_col], errors="coerce")
+        lat = pd.to_numeric(_series(data[m.latency_col]), errors="coerce")
         p.latency_ms = lat.where(lat >= 0).to_numpy(dtype=np.float64)
     return p
 
@@ -310,6 +363,8 @@ def _labels(header, rows, problems: list, cfg: Config, now: datetime, exclude: s
     if len(models) < 2:
         raise ImportFailed("a labelled set needs at least two True/False columns, one per model, named by the model")
     responses = {m: header.index(f"{m}_response") for m in models if f"{m}_response" in header}
+    if isinstance(rows, pa.Table):  # read by Arrow: back to (line, fields) rows
+        rows = list(zip(range(2, rows.num_rows + 2), zip(*(c.to_pylist() for c in rows.columns)), strict=True))
     pi = header.index("prompt")
     mi = {m: header.index(m) for m in models}
     lines, texts, correct, tokens = [], [], {m: [] for m in models}, {m: [] for m in models}
@@ -451,11 +506,12 @@ def _records(p: _Parsed, cfg: Config, source: str, import_id: str, version: int 
         est = -(-chars // features.CHARS_PER_TOKEN)
         # Token counts the file did not give are estimated from the text.
         pt = np.where(pt > 0, pt, est)
+        counts = bulk.group_counts(keywords, cfg)
     else:
         chars = pt * features.CHARS_PER_TOKEN
         est = pt.copy()
-        keywords = [[] for _ in range(n)]
-    counts = bulk.group_counts(keywords, cfg)
+        keywords = bulk.empty_lists(n)
+        counts = {g.name: np.zeros(n, dtype=np.int64) for g in cfg.scorer.keyword_groups}
     d = policy.decide_table(chars, est, mt, counts, cfg)
     labels_table = None
     if p.labels:
@@ -468,14 +524,17 @@ def _records(p: _Parsed, cfg: Config, source: str, import_id: str, version: int 
             ct = np.where(sel, toks, ct)
         ct = np.where(ct > 0, ct, mt)
     metered, amortized = pricing.costs_for(cfg, d["endpoint"], d["model"], pt, ct)
-    ids = [f"{import_id[:20]}-{ln}" for ln in lines]
+    ids = pc.binary_join_element_wise(bulk.constant(import_id[:20] + "-", n, pa.string()),
+                                      pc.cast(pa.array(lines), pa.string()), "")
     cols = {
-        "request_id": ids, "ts": p.ts[keep], "source": [source] * n, "policy_version": [version] * n,
+        "request_id": ids, "ts": p.ts[keep], "source": bulk.constant(source, n, pa.string()),
+        "policy_version": bulk.constant(version, n, pa.int32()),
         "prompt_chars": chars, "est_prompt_tokens": est, "max_tokens": mt, "n_messages": np.ones(n, dtype=np.int32),
         "keywords": keywords, "tier": d["tier"], "endpoint": d["endpoint"], "model": d["model"],
         "complexity": d["complexity"], "breakdown": bulk.breakdowns(chars, mt, counts, cfg),
         "estimated_cost_usd": d["estimated_cost_usd"], "reason": d["reason"], "policy_reason": d["reason"],
-        "status": ["ok"] * n, "attempts": np.zeros(n, dtype=np.int32), "failover_path": [[] for _ in range(n)],
+        "status": bulk.constant("ok", n, pa.string()), "attempts": np.zeros(n, dtype=np.int32),
+        "failover_path": bulk.empty_lists(n),
         "prompt_tokens": pt, "completion_tokens": ct, "usage_estimated": np.zeros(n, dtype=bool),
         "metered_cost_usd": metered, "amortized_cost_usd": amortized,
         "latency_ms": p.latency_ms[keep] if p.latency_ms is not None else None,
@@ -483,11 +542,9 @@ def _records(p: _Parsed, cfg: Config, source: str, import_id: str, version: int 
     }
     table = bulk.to_table(cols, n)
     if p.labels:
-        import pyarrow as pa
-
         rid, mod, cor, tok = [], [], [], []
         for m, (c, t) in p.labels.items():
-            rid += ids
+            rid += ids.to_pylist()
             mod += [m] * n
             cor.append(c[keep])
             tok.append(t[keep])

@@ -95,26 +95,34 @@ def hourly_fixed(endpoints) -> float:
     return sum(e.hourly_usd for e in endpoints if e.tier == "dedicated")
 
 
+def cost_of(cfg: Config, endpoint: str, model: str, prompt_tokens, completion_tokens):
+    """(metered, amortized) USD of requests all served by one endpoint and model."""
+    ep = next(e for e in cfg.endpoints if e.name == endpoint)
+    zeros = np.zeros(np.shape(prompt_tokens))
+    if ep.tier == "serverless":
+        price = price_of(cfg, model)
+        return metered_cost(prompt_tokens, completion_tokens, price.input_per_mtok, price.output_per_mtok), zeros
+    return zeros, amortized_cost(prompt_tokens, completion_tokens, ep)
+
+
 def costs_for(cfg: Config, endpoints, models, prompt_tokens, completion_tokens) -> tuple[np.ndarray, np.ndarray]:
     """(metered, amortized) USD for arrays of requests served by `endpoints` with `models`.
 
     Serverless rows are metered per token at their model's price; dedicated rows carry their
-    share of the endpoint's GPU time. One pass per endpoint, never per row.
+    share of the endpoint's GPU time. One pass per (endpoint, model) pair, never per row.
     """
     endpoints = np.asarray(endpoints, dtype=object)
+    models = np.asarray(models, dtype=object)
     prompt_tokens = np.asarray(prompt_tokens)
     completion_tokens = np.asarray(completion_tokens)
-    catalog = PriceCatalog.from_config(cfg)
     metered = np.zeros(len(endpoints))
     amortized = np.zeros(len(endpoints))
     for ep in cfg.endpoints:
-        m = endpoints == ep.name
-        if not m.any():
+        on_ep = endpoints == ep.name
+        if not on_ep.any():
             continue
-        if ep.tier == "serverless":
-            mm = np.asarray(models, dtype=object)[m]
-            metered[m] = metered_cost(prompt_tokens[m], completion_tokens[m],
-                                      catalog.input_prices(mm), catalog.output_prices(mm))
-        else:
-            amortized[m] = amortized_cost(prompt_tokens[m], completion_tokens[m], ep)
+        for model in (ep.models if ep.tier == "serverless" else ep.models[:1]):
+            m = on_ep & (models == model) if ep.tier == "serverless" else on_ep
+            if m.any():
+                metered[m], amortized[m] = cost_of(cfg, ep.name, model, prompt_tokens[m], completion_tokens[m])
     return metered, amortized

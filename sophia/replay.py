@@ -152,8 +152,7 @@ def prepare(t: Traffic, cfg: Config, tiers: dict[str, str] | None = None) -> Pre
         if label_model:  # labelled records: the output length of the model standing for this tier
             toks = t.label_tokens[label_model]
             ct = np.where(toks >= 0, toks, ct)
-        eps = np.full(t.n, endpoint, dtype=object)
-        m, a = pricing.costs_for(cfg, eps, np.full(t.n, model, dtype=object), t.prompt_tokens, ct)
+        m, a = pricing.cost_of(cfg, endpoint, model, t.prompt_tokens, ct)
         metered.append(m)
         amortized.append(a)
         ep = cfg.endpoint(endpoint)
@@ -265,29 +264,42 @@ def replay(t: Traffic, cfg: Config, tiers: dict[str, str] | None = None,
 
 def sweep(t: Traffic, cfg: Config, thresholds=None, tiers: dict[str, str] | None = None,
           prepared: Prepared | None = None) -> pd.DataFrame:
-    """The policy at every complexity threshold of the grid (default 0.00 … 1.00, 101 points)."""
+    """The policy at every complexity threshold of the grid (default 0.00 … 1.00, 101 points).
+
+    Rows are grouped once by what the policy reads (score, and whether the estimate passes the
+    cost threshold); the policy then decides each group at each threshold, so a 101-point
+    sweep costs little more than one replay.
+    """
     thresholds = np.round(np.linspace(0, 1, 101), 4) if thresholds is None else np.asarray(thresholds, dtype=float)
     p = prepared or prepare(t, cfg, tiers)
+    limit = int(round(cfg.routing.cost_threshold_usd * policy.NANO))
+    key = p.score.astype(np.int64) * 2 + (p.est_nano > limit)
+    groups, inv = np.unique(key, return_inverse=True)
+    g_score, g_est = groups // 2, np.where(groups % 2 == 1, limit + 1, 0)
+    size = len(groups)
+    sums = {
+        "n": np.bincount(inv, minlength=size),
+        "metered": [np.bincount(inv, weights=m, minlength=size) for m in p.metered],
+        "amortized": [np.bincount(inv, weights=a, minlength=size) for a in p.amortized],
+        "good": [np.bincount(inv, weights=(c & t.labelled), minlength=size) if c is not None else None
+                 for c in p.correct],
+    }
     labelled = int(t.labelled.sum())
-    ded_targets = [k for k, tg in enumerate(p.targets) if tg[0] == policy.DEDICATED]
     rows = []
     for th in thresholds:
-        code = codes(p, cfg.with_routing(complexity_threshold=float(th)))
+        g_code = np.asarray(policy.route(g_score, g_est, cfg.with_routing(complexity_threshold=float(th))))
         row = {"threshold": float(th), "dedicated": 0, "metered_cost_usd": 0.0, "amortized_cost_usd": 0.0}
-        good = 0
-        for k in range(len(p.targets)):
-            sel = code == k
-            c = int(np.count_nonzero(sel))
-            if not c:
-                continue
-            if k in ded_targets:
-                row["dedicated"] += c
-            row["metered_cost_usd"] += float(p.metered[k] @ sel)
-            row["amortized_cost_usd"] += float(p.amortized[k] @ sel)
-            if p.correct[k] is not None:
-                good += int(np.count_nonzero(p.correct[k] & sel & t.labelled))
+        good = 0.0
+        for k, target in enumerate(p.targets):
+            sel = g_code == k
+            if target[0] == policy.DEDICATED:
+                row["dedicated"] += int(sums["n"][sel].sum())
+            row["metered_cost_usd"] += float(sums["metered"][k][sel].sum())
+            row["amortized_cost_usd"] += float(sums["amortized"][k][sel].sum())
+            if sums["good"][k] is not None:
+                good += float(sums["good"][k][sel].sum())
         row["dedicated_share"] = row["dedicated"] / t.n if t.n else 0.0
-        row["quality"] = good / labelled if labelled else np.nan
+        row["quality"] = round(good) / labelled if labelled else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
