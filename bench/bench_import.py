@@ -39,8 +39,14 @@ print(json.dumps({{"rows": n, "s": time.perf_counter() - t,
 
 
 def run(path: Path, fmt: str, tmp: Path, baseline: bool = False) -> dict:
-    code = CHILD.format(root=str(ROOT), cfg=str(ROOT / "sophia.toml"), path=str(path), fmt=fmt,
-                        db=str(tmp / f"{path.stem}-{np.random.randint(1 << 30)}.duckdb"), baseline=baseline)
+    code = CHILD.format(
+        root=str(ROOT),
+        cfg=str(ROOT / "sophia.toml"),
+        path=str(path),
+        fmt=fmt,
+        db=str(tmp / f"{path.stem}-{np.random.randint(1 << 30)}.duckdb"),
+        baseline=baseline,
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -52,8 +58,10 @@ def main() -> None:
             runs = [run(AZURE, "azure", tmp) for _ in range(3)]
             s = sorted(r["s"] for r in runs)[1]
             base = run(AZURE, "azure", tmp, baseline=True)
-            print(f"azure conversation trace: {runs[0]['rows']:,} rows in median {s:.2f} s (target <= 1 s)  "
-                  f"{'OK' if s <= 1 else 'OVER'}; baseline DuckDB read_csv count {base['s']:.3f} s")
+            print(
+                f"azure conversation trace: {runs[0]['rows']:,} rows in median {s:.2f} s (target <= 1 s)  "
+                f"{'OK' if s <= 1 else 'OVER'}; baseline DuckDB read_csv count {base['s']:.3f} s"
+            )
         else:
             print(f"azure trace skipped: {AZURE} is absent")
         big = tmp / "big.csv"
@@ -63,12 +71,15 @@ def main() -> None:
         p, c = rng.integers(1, 4000, n), rng.integers(1, 800, n)
         with open(big, "w") as f:
             f.write("t,p,c\n")
-            f.writelines(f"{a},{b},{e}\n" for a, b, e in zip(t, p, c))
+            f.writelines(f"{a},{b},{e}\n" for a, b, e in zip(t, p, c, strict=False))
         r = run(big, "csv", tmp)
         base = run(big, "csv", tmp, baseline=True)
-        print(f"1,000,000-row CSV: {r['rows']:,} rows in {r['s']:.2f} s (target <= 5 s)  {'OK' if r['s'] <= 5 else 'OVER'}; "
-              f"peak memory {r['rss_mb']:.0f} MB (target < 1024 MB)  {'OK' if r['rss_mb'] < 1024 else 'OVER'}; "
-              f"baseline DuckDB read_csv count {base['s']:.2f} s, {base['rss_mb']:.0f} MB")
+        print(
+            f"1,000,000-row CSV: {r['rows']:,} rows in {r['s']:.2f} s (target <= 5 s)  "
+            f"{'OK' if r['s'] <= 5 else 'OVER'}; "
+            f"peak memory {r['rss_mb']:.0f} MB (target < 1024 MB)  {'OK' if r['rss_mb'] < 1024 else 'OVER'}; "
+            f"baseline DuckDB read_csv count {base['s']:.2f} s, {base['rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

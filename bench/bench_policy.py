@@ -40,11 +40,13 @@ def main() -> None:
     print("routing decision (features + score + policy), median of 7 rounds")
     for chars, target in ((1_000, 50), (10_000, 200)):
         msgs = prompt(chars)
-        decide = lambda: policy.decide(features.extract(msgs, 256, CFG.scorer, 512), CFG)  # noqa: E731
-        base = median_us(lambda: len(msgs[0]["content"].lower()))
+        decide = lambda msgs=msgs: policy.decide(features.extract(msgs, 256, CFG.scorer, 512), CFG)  # noqa: E731
+        base = median_us(lambda msgs=msgs: len(msgs[0]["content"].lower()))
         us = median_us(decide)
-        print(f"  {chars:>6,} chars: {us:7.1f} us  (target <= {target} us; baseline lower() {base:.1f} us, "
-              f"ratio {us / base:.1f}x)  {'OK' if us <= target else 'OVER'}")
+        print(
+            f"  {chars:>6,} chars: {us:7.1f} us  (target <= {target} us; baseline lower() {base:.1f} us, "
+            f"ratio {us / base:.1f}x)  {'OK' if us <= target else 'OVER'}"
+        )
 
     n = 1_000_000
     rng = np.random.default_rng(0)
@@ -64,8 +66,10 @@ def main() -> None:
         base.append(time.perf_counter() - t)
     med = statistics.median(times)
     split = {k: int(v) for k, v in zip(*np.unique(out["reason"], return_counts=True), strict=True)}
-    print(f"policy over {n:,} rows: median {med:.3f} s (target <= 0.5 s; baseline two comparisons "
-          f"{statistics.median(base) * 1000:.1f} ms)  {'OK' if med <= 0.5 else 'OVER'}")
+    print(
+        f"policy over {n:,} rows: median {med:.3f} s (target <= 0.5 s; baseline two comparisons "
+        f"{statistics.median(base) * 1000:.1f} ms)  {'OK' if med <= 0.5 else 'OVER'}"
+    )
     print(f"  decisions: {split}")
 
 

@@ -50,8 +50,10 @@ def main() -> None:
     sw = timed(lambda: replay.sweep(traffic, new), runs=3)
     r = replay.replay(traffic, new)
     print(f"load {N:,} records from DuckDB: {load_s:.2f} s (once per selection; cached by the tuning page)")
-    print(f"replay under new settings: median {rep:.3f} s (target <= 0.3 s)  {'OK' if rep <= 0.3 else 'OVER'}; "
-          f"threshold move with scores prepared: {rep_prepared * 1000:.0f} ms; baseline column sum {base * 1000:.2f} ms")
+    print(
+        f"replay under new settings: median {rep:.3f} s (target <= 0.3 s)  {'OK' if rep <= 0.3 else 'OVER'}; "
+        f"threshold move with scores prepared: {rep_prepared * 1000:.0f} ms; baseline column sum {base * 1000:.2f} ms"
+    )
     print(f"101-point sweep: median {sw:.2f} s (target <= 3 s)  {'OK' if sw <= 3 else 'OVER'}")
     print(f"  replay split: {r.by_tier}, changed decisions {r.changed_decisions:,}")
     assert np.isfinite(r.metered_cost_usd)

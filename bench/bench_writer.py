@@ -27,7 +27,7 @@ def main() -> None:
     recs = [record(i) for i in range(N)]
     rates = []
     puts = None
-    for run in range(3):
+    for _run in range(3):
         with tempfile.TemporaryDirectory() as d:
             db = Database(Path(d) / "bench.duckdb")
             w = Writer(db, 0.1)
@@ -53,12 +53,16 @@ def main() -> None:
         base[i] = time.perf_counter_ns() - a
     rate = statistics.median(rates)
     p99 = np.percentile(puts, 99) / 1e6
-    print(f"writer: {N:,} records, 3 runs: median {rate:,.0f} records/s (target >= 50,000)  "
-          f"{'OK' if rate >= 50_000 else 'UNDER'}")
-    print(f"put on the request path: p50 {np.percentile(puts, 50) / 1e3:.2f} us, p99 {p99 * 1e3:.2f} us, "
-          f"p99.9 {np.percentile(puts, 99.9) / 1e3:.2f} us "
-          f"(target p99 <= 100 us; bare queue put p99 {np.percentile(base, 99) / 1e3:.2f} us)  "
-          f"{'OK' if p99 <= 0.1 else 'OVER'}")
+    print(
+        f"writer: {N:,} records, 3 runs: median {rate:,.0f} records/s (target >= 50,000)  "
+        f"{'OK' if rate >= 50_000 else 'UNDER'}"
+    )
+    print(
+        f"put on the request path: p50 {np.percentile(puts, 50) / 1e3:.2f} us, p99 {p99 * 1e3:.2f} us, "
+        f"p99.9 {np.percentile(puts, 99.9) / 1e3:.2f} us "
+        f"(target p99 <= 100 us; bare queue put p99 {np.percentile(base, 99) / 1e3:.2f} us)  "
+        f"{'OK' if p99 <= 0.1 else 'OVER'}"
+    )
 
 
 if __name__ == "__main__":

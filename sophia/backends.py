@@ -63,8 +63,12 @@ def _status_error(name: str, resp: httpx.Response) -> BackendError:
     detail = " ".join(str(detail).split())[:200]
     code = resp.status_code
     retryable = code in (408, 409, 429) or code >= 500
-    return BackendError("http_status", f"{name} answered HTTP {code}" + (f": {detail}" if detail else ""),
-                        status=code, retryable=retryable)
+    return BackendError(
+        "http_status",
+        f"{name} answered HTTP {code}" + (f": {detail}" if detail else ""),
+        status=code,
+        retryable=retryable,
+    )
 
 
 def _usage(obj: object) -> Usage | None:
@@ -81,8 +85,13 @@ class OpenAIBackend:
 
     simulated = False
 
-    def __init__(self, endpoint: Endpoint, api_key: str | None, failover: FailoverSettings,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        api_key: str | None,
+        failover: FailoverSettings,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.name = endpoint.name
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # TLS verification stays on: there is deliberately no setting to turn it off.
@@ -103,8 +112,7 @@ class OpenAIBackend:
         if isinstance(e, httpx.TimeoutException):
             # Not retried on the same endpoint: a retry would double the wait (timeout_s) before
             # failover; only 429/5xx, connect and dropped connections are retried (sophia.toml).
-            return BackendError("timeout", f"{self.name} did not answer in time ({type(e).__name__})",
-                                retryable=False)
+            return BackendError("timeout", f"{self.name} did not answer in time ({type(e).__name__})", retryable=False)
         if isinstance(e, (httpx.ConnectError, httpx.UnsupportedProtocol)):
             return BackendError("connect", f"{self.name} cannot be reached: {e}")
         return BackendError("cut_stream", f"{self.name} dropped the connection: {type(e).__name__}")
@@ -120,8 +128,9 @@ class OpenAIBackend:
             data = resp.json()
             text = data["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise BackendError("malformed", f"{self.name} sent a reply that is not an OpenAI chat completion",
-                               retryable=False) from None
+            raise BackendError(
+                "malformed", f"{self.name} sent a reply that is not an OpenAI chat completion", retryable=False
+            ) from None
         if text is None:
             text = ""
         if not isinstance(text, str):
@@ -145,11 +154,13 @@ class OpenAIBackend:
                     try:
                         event = json.loads(payload)
                     except ValueError:
-                        raise BackendError("malformed", f"{self.name} sent a stream event that is not JSON",
-                                           retryable=False) from None
+                        raise BackendError(
+                            "malformed", f"{self.name} sent a stream event that is not JSON", retryable=False
+                        ) from None
                     if not isinstance(event, Mapping):
-                        raise BackendError("malformed", f"{self.name} sent a stream event that is not an object",
-                                           retryable=False)
+                        raise BackendError(
+                            "malformed", f"{self.name} sent a stream event that is not an object", retryable=False
+                        )
                     if "error" in event:
                         err = event["error"]
                         msg = err.get("message", "") if isinstance(err, Mapping) else err

@@ -23,8 +23,13 @@ class CachedReply:
     model: str
 
 
-def cache_key(messages: Sequence[Mapping], max_tokens: int, force_tier: str | None, force_model: str | None) -> str:
-    payload = json.dumps([list(messages), max_tokens, force_tier, force_model], sort_keys=True, ensure_ascii=False)
+def cache_key(
+    messages: Sequence[Mapping], max_tokens: int, force_tier: str | None, force_model: str | None, settings: str = ""
+) -> str:
+    """Same conversation, same limits, same forced choices, same routing settings."""
+    payload = json.dumps(
+        [list(messages), max_tokens, force_tier, force_model, settings], sort_keys=True, ensure_ascii=False
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

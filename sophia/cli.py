@@ -28,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--db", default=argparse.SUPPRESS, help="database file (default: $SOPHIA_DB or data/sophia.duckdb)")
-    p.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: $SOPHIA_CONFIG or sophia.toml)")
+    p.add_argument(
+        "--config", default=argparse.SUPPRESS, help="configuration file (default: $SOPHIA_CONFIG or sophia.toml)"
+    )
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     return p
 
@@ -101,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--source", help="source name in the log (default: the file's name)")
     i.add_argument("--ts-col")
     i.add_argument("--ts-unit", choices=importers.TS_UNITS, default="iso")
-    i.add_argument("--start", type=_when, help="numeric times are offsets from this ISO time "
-                   "(default: now minus the trace's span)")
+    i.add_argument(
+        "--start", type=_when, help="numeric times are offsets from this ISO time (default: now minus the trace's span)"
+    )
     i.add_argument("--prompt-tokens-col")
     i.add_argument("--completion-tokens-col")
     i.add_argument("--prompt-col")
@@ -146,9 +149,12 @@ def cmd_route(args) -> int:
     router = Router(cfg, writer=None, backends={})
     d = router.decide(ChatRequest([{"role": "user", "content": args.text}], args.max_tokens))
     out = d.as_dict()
-    lines = [f"{d.tier} · {d.endpoint} · {d.model}", f"reason: {d.reason}",
-             f"complexity: {d.complexity:.2f} (" + ", ".join(f"{k} +{v:g}" for k, v in d.breakdown.items() if v) + ")",
-             f"estimated serverless cost: ${d.estimated_cost_usd:.6f}"]
+    lines = [
+        f"{d.tier} · {d.endpoint} · {d.model}",
+        f"reason: {d.reason}",
+        f"complexity: {d.complexity:.2f} (" + ", ".join(f"{k} +{v:g}" for k, v in d.breakdown.items() if v) + ")",
+        f"estimated serverless cost: ${d.estimated_cost_usd:.6f}",
+    ]
     _out(args, out, "\n".join(lines))
     return 0
 
@@ -156,8 +162,13 @@ def cmd_route(args) -> int:
 def cmd_chat(args) -> int:
     rt = Runtime.open(_opt(args, "config"), _opt(args, "db"), on_wait=_progress)
     try:
-        req = ChatRequest([{"role": "user", "content": args.text}], args.max_tokens,
-                          force_tier=args.tier, force_model=args.model, source="cli")
+        req = ChatRequest(
+            [{"role": "user", "content": args.text}],
+            args.max_tokens,
+            force_tier=args.tier,
+            force_model=args.model,
+            source="cli",
+        )
         res = rt.router.chat(req)
     finally:
         rt.close()
@@ -165,13 +176,23 @@ def cmd_chat(args) -> int:
     out = {
         "response": {
             "choices": [{"message": {"role": "assistant", "content": res.text}}],
-            "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
-                      "total_tokens": res.prompt_tokens + res.completion_tokens, "estimated": res.usage_estimated},
+            "usage": {
+                "prompt_tokens": res.prompt_tokens,
+                "completion_tokens": res.completion_tokens,
+                "total_tokens": res.prompt_tokens + res.completion_tokens,
+                "estimated": res.usage_estimated,
+            },
         },
         "routing": {
-            "endpoint": res.tier, "server": res.endpoint, "model": res.model, "cost": res.cost_usd,
-            "reason": res.reason, "complexity": res.decision.complexity if res.decision else None,
-            "latency_ms": round(res.latency_ms, 1), "failover_path": res.path, "simulated": res.simulated,
+            "endpoint": res.tier,
+            "server": res.endpoint,
+            "model": res.model,
+            "cost": res.cost_usd,
+            "reason": res.reason,
+            "complexity": res.decision.complexity if res.decision else None,
+            "latency_ms": round(res.latency_ms, 1),
+            "failover_path": res.path,
+            "simulated": res.simulated,
             "status": res.status,
         },
         "timestamp": ts,
@@ -185,15 +206,21 @@ def cmd_chat(args) -> int:
         return 1
     sim = " (simulated)" if res.simulated else ""
     est = " (estimated)" if res.usage_estimated else ""
-    _out(args, out, f"{res.text}\n\n— {res.tier} · {res.endpoint}{sim} · {res.model} · {res.reason} · "
-         f"${res.cost_usd:.6f} · {res.prompt_tokens}+{res.completion_tokens} tokens{est} · {res.latency_ms:.0f} ms")
+    _out(
+        args,
+        out,
+        f"{res.text}\n\n— {res.tier} · {res.endpoint}{sim} · {res.model} · {res.reason} · "
+        f"${res.cost_usd:.6f} · {res.prompt_tokens}+{res.completion_tokens} tokens{est} · {res.latency_ms:.0f} ms",
+    )
     return 0
 
 
 def _need_db(args) -> str:
     path = _opt(args, "db") or default_path()
     if path != ":memory:" and not Path(path).exists():
-        raise CLIError(f"no database at {path}: run `sophia demo` to load demo traffic or `sophia chat TEXT` to route a request")
+        raise CLIError(
+            f"no database at {path}: run `sophia demo` to load demo traffic or `sophia chat TEXT` to route a request"
+        )
     return path
 
 
@@ -229,14 +256,21 @@ def cmd_demo(args) -> int:
             version = versions.ensure(cur, cfg)
             existing = cur.execute("SELECT count(*) FROM requests").fetchone()[0]
         if args.if_empty and existing:
-            _out(args, {"written": 0, "existing": existing}, f"the log already holds {existing:,} requests; no demo traffic written")
+            _out(
+                args,
+                {"written": 0, "existing": existing},
+                f"the log already holds {existing:,} requests; no demo traffic written",
+            )
             return 0
         table = demo.generate(cfg, args.requests, args.days, args.seed)
         n = demo.write(db, table, version)
     finally:
         db.close()
-    _out(args, {"written": n, "source": "demo", "days": args.days, "db": db.path},
-         f"wrote {n:,} demo requests over {args.days} days into {db.path} (source 'demo')")
+    _out(
+        args,
+        {"written": n, "source": "demo", "days": args.days, "db": db.path},
+        f"wrote {n:,} demo requests over {args.days} days into {db.path} (source 'demo')",
+    )
     return 0
 
 
@@ -257,8 +291,16 @@ def _exclusions(path: str | None) -> set[str]:
 def cmd_import(args) -> int:
     cfg = config_mod.load(_opt(args, "config"))
     db = Database(_opt(args, "db"))
-    mapping = importers.Mapping(args.ts_col, args.ts_unit, args.prompt_tokens_col, args.completion_tokens_col,
-                                args.prompt_col, args.model_col, args.latency_col, args.start)
+    mapping = importers.Mapping(
+        args.ts_col,
+        args.ts_unit,
+        args.prompt_tokens_col,
+        args.completion_tokens_col,
+        args.prompt_col,
+        args.model_col,
+        args.latency_col,
+        args.start,
+    )
     tty = sys.stderr.isatty() and not _opt(args, "json")
 
     def progress(frac: float, msg: str) -> None:
@@ -268,9 +310,17 @@ def cmd_import(args) -> int:
     try:
         with db.cursor(on_wait=_progress) as cur:
             version = versions.ensure(cur, cfg)
-        report = importers.import_file(db, cfg, args.path, args.format, source=args.source, mapping=mapping,
-                                       exclude_prompts=_exclusions(args.exclude), policy_version=version,
-                                       progress=progress)
+        report = importers.import_file(
+            db,
+            cfg,
+            args.path,
+            args.format,
+            source=args.source,
+            mapping=mapping,
+            exclude_prompts=_exclusions(args.exclude),
+            policy_version=version,
+            progress=progress,
+        )
     finally:
         db.close()
     if _opt(args, "json"):
@@ -305,38 +355,62 @@ def cmd_replay(args) -> int:
         out = {"sweep": sw.to_dict(orient="records")}
         if tiers and traffic.labelled.any():
             c = replay.curve(traffic, sw, tiers)
-            out |= {"weak_quality": c.weak, "strong_quality": c.strong, "apgr": c.apgr,
-                    "random_apgr": c.random_apgr, "oracle_apgr": c.oracle_apgr, "tiers": tiers}
+            out |= {
+                "weak_quality": c.weak,
+                "strong_quality": c.strong,
+                "apgr": c.apgr,
+                "random_apgr": c.random_apgr,
+                "oracle_apgr": c.oracle_apgr,
+                "tiers": tiers,
+            }
         text = sw[["threshold", "dedicated_share", "metered_cost_usd", "amortized_cost_usd", "quality"]].to_string(
-            index=False, float_format=lambda v: f"{v:.4f}")
+            index=False, float_format=lambda v: f"{v:.4f}"
+        )
         if "apgr" in out:
-            text += (f"\nquality gap recovered (APGR): policy {out['apgr']:.3f}, random {out['random_apgr']:.3f}, "
-                     f"oracle {out['oracle_apgr']:.3f}")
+            text += (
+                f"\nquality gap recovered (APGR): policy {out['apgr']:.3f}, random {out['random_apgr']:.3f}, "
+                f"oracle {out['oracle_apgr']:.3f}"
+            )
         _out(args, out, text)
         return 0
     r = replay.replay(traffic, cfg, tiers, prepared).as_dict()
     q = f"{r['quality']:.1%} of {r['labelled_requests']:,} labelled" if r["quality"] is not None else "no labels"
-    _out(args, r, "\n".join([
-        f"requests     {r['requests']:,}: {r['serverless']:,} serverless, {r['dedicated']:,} dedicated",
-        f"cost         metered ${r['metered_cost_usd']:,.4f}, dedicated share ${r['amortized_cost_usd']:,.4f}, "
-        f"GPU-hours ${r['fixed_cost_usd']:,.2f}",
-        f"latency      " + ", ".join(f"{k} p50 {v['p50']:.0f} ms / p95 {v['p95']:.0f} ms" for k, v in r["latency_ms"].items()),
-        f"quality      {q}",
-        f"changed      {r['changed_decisions']:,} decisions differ from the log "
-        f"({r['runtime_only_decisions']:,} runtime-only decisions not compared)",
-    ]))
+    _out(
+        args,
+        r,
+        "\n".join(
+            [
+                f"requests     {r['requests']:,}: {r['serverless']:,} serverless, {r['dedicated']:,} dedicated",
+                f"cost         metered ${r['metered_cost_usd']:,.4f}, dedicated share ${r['amortized_cost_usd']:,.4f}, "
+                f"GPU-hours ${r['fixed_cost_usd']:,.2f}",
+                "latency      "
+                + ", ".join(f"{k} p50 {v['p50']:.0f} ms / p95 {v['p95']:.0f} ms" for k, v in r["latency_ms"].items()),
+                f"quality      {q}",
+                f"changed      {r['changed_decisions']:,} decisions differ from the log "
+                f"({r['runtime_only_decisions']:,} runtime-only decisions not compared)",
+            ]
+        ),
+    )
     return 0
 
 
 def cmd_serve(args) -> int:
     from . import server  # the ASGI stack is only imported when serving
 
-    return server.run(host=args.host, port=args.port, workers=args.workers,
-                      config_path=_opt(args, "config"), db_path=_opt(args, "db"))
+    return server.run(
+        host=args.host, port=args.port, workers=args.workers, config_path=_opt(args, "config"), db_path=_opt(args, "db")
+    )
 
 
-COMMANDS = {"route": cmd_route, "chat": cmd_chat, "stats": cmd_stats, "demo": cmd_demo, "serve": cmd_serve,
-            "import": cmd_import, "replay": cmd_replay}
+COMMANDS = {
+    "route": cmd_route,
+    "chat": cmd_chat,
+    "stats": cmd_stats,
+    "demo": cmd_demo,
+    "serve": cmd_serve,
+    "import": cmd_import,
+    "replay": cmd_replay,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,8 +424,15 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"sophia: error: {e}", file=sys.stderr)
         return 2
-    except (config_mod.ConfigError, RequestError, DatabaseBusy, DatabaseError, ValueError, OSError,
-            importers.ImportFailed) as e:
+    except (
+        config_mod.ConfigError,
+        RequestError,
+        DatabaseBusy,
+        DatabaseError,
+        ValueError,
+        OSError,
+        importers.ImportFailed,
+    ) as e:
         print(f"sophia: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -203,9 +203,7 @@ def _str(table, key, prefix, default, choices=None):
 def _check_keys(table: dict, known: set[str], prefix: str) -> None:
     for key in table:
         if key not in known:
-            raise ConfigError(
-                f"{prefix}{key} is not a known setting: expected one of {', '.join(sorted(known))}"
-            )
+            raise ConfigError(f"{prefix}{key} is not a known setting: expected one of {', '.join(sorted(known))}")
 
 
 # --- sections --------------------------------------------------------------------------
@@ -219,8 +217,12 @@ def _scorer(t: dict) -> ScorerSettings:
     if "length_bands" in t:
         raw = t["length_bands"]
         ok = isinstance(raw, list) and all(
-            isinstance(b, list) and len(b) == 2 and isinstance(b[0], int)
-            and not isinstance(b[0], bool) and isinstance(b[1], (int, float)) and b[0] >= 0
+            isinstance(b, list)
+            and len(b) == 2
+            and isinstance(b[0], int)
+            and not isinstance(b[0], bool)
+            and isinstance(b[1], (int, float))
+            and b[0] >= 0
             and 0 <= b[1] <= 1
             for b in raw
         )
@@ -315,8 +317,18 @@ def _simulation(t: dict, p: str) -> Simulation:
 
 
 _ENDPOINT_KEYS = {
-    "name", "tier", "kind", "models", "model", "base_url", "api_key_env", "hourly_usd",
-    "throughput_tps", "prefill_tps", "max_concurrency", "simulation",
+    "name",
+    "tier",
+    "kind",
+    "models",
+    "model",
+    "base_url",
+    "api_key_env",
+    "hourly_usd",
+    "throughput_tps",
+    "prefill_tps",
+    "max_concurrency",
+    "simulation",
 }
 
 
@@ -335,16 +347,20 @@ def _endpoint(t: dict, i: int) -> Endpoint:
     kind = _str(t, "kind", p, "simulated", ENDPOINT_KINDS)
     models = t.get("models", [t["model"]] if "model" in t else None)
     if not (isinstance(models, list) and models and all(isinstance(m, str) and m for m in models)):
-        raise _fail(p + "models", models, "a non-empty list of model names (or model = \"name\")")
+        raise _fail(p + "models", models, 'a non-empty list of model names (or model = "name")')
     base_url = _str(t, "base_url", p, None)
     if kind == "openai":
         if base_url is None:
-            raise ConfigError(f"{p}base_url is missing: an 'openai' endpoint needs its URL, e.g. http://127.0.0.1:8000/v1")
+            raise ConfigError(
+                f"{p}base_url is missing: an 'openai' endpoint needs its URL, e.g. http://127.0.0.1:8000/v1"
+            )
         if not base_url.startswith(("http://", "https://")):
             raise _fail(p + "base_url", base_url, "a URL starting with http:// or https://")
     api_key_env = _str(t, "api_key_env", p, None)
     if "api_key" in t:
-        raise ConfigError(f"{p}api_key must not be written in the file: set api_key_env to the name of an environment variable")
+        raise ConfigError(
+            f"{p}api_key must not be written in the file: set api_key_env to the name of an environment variable"
+        )
     dedicated = tier == "dedicated"
     hourly = _number(t, "hourly_usd", p, 0.0, 0)
     tps = _number(t, "throughput_tps", p, 0.0, 0)
@@ -356,8 +372,14 @@ def _endpoint(t: dict, i: int) -> Endpoint:
     if not isinstance(sim, dict):
         raise _fail(p + "simulation", sim, "a table of simulation settings")
     return Endpoint(
-        name=name, tier=tier, kind=kind, models=tuple(models), base_url=base_url,
-        api_key_env=api_key_env, hourly_usd=hourly, throughput_tps=tps,
+        name=name,
+        tier=tier,
+        kind=kind,
+        models=tuple(models),
+        base_url=base_url,
+        api_key_env=api_key_env,
+        hourly_usd=hourly,
+        throughput_tps=tps,
         prefill_tps=_number(t, "prefill_tps", p, 0.0, 0),
         max_concurrency=_int(t, "max_concurrency", p, 0, 0, 100_000),
         simulation=_simulation(sim, p + "simulation."),
@@ -381,8 +403,9 @@ def _model(t: dict, i: int) -> ModelPrice:
 
 def parse(data: dict, path: str | None = None) -> Config:
     """Build a validated Config from parsed TOML."""
-    _check_keys(data, {"privacy", "scorer", "routing", "failover", "cache", "endpoints", "models", "log",
-                       *EXTRA_SECTIONS}, "")
+    _check_keys(
+        data, {"privacy", "scorer", "routing", "failover", "cache", "endpoints", "models", "log", *EXTRA_SECTIONS}, ""
+    )
     for section in ("privacy", "scorer", "routing", "failover", "cache", "log", *EXTRA_SECTIONS):
         if section in data and not isinstance(data[section], dict):
             raise _fail(section, data[section], f"a [{section}] table")
@@ -425,7 +448,7 @@ def _cross_check(cfg: Config) -> None:
                     f"endpoints.{e.name}.models: {m!r} has no price: add a [[models]] table with name = {m!r}"
                 )
     if not cfg.tier_endpoints("serverless"):
-        raise ConfigError("endpoints: no serverless endpoint; declare one with tier = \"serverless\"")
+        raise ConfigError('endpoints: no serverless endpoint; declare one with tier = "serverless"')
     served = {m for e in cfg.tier_endpoints("serverless") for m in e.models}
     r = cfg.routing
     for key in ("serverless_model", "premium_model", "budget_model"):

@@ -129,8 +129,7 @@ class Database:
             waited = time.monotonic() - start
             if waited >= wait_s:
                 raise DatabaseBusy(
-                    f"database {self.path} is in use by another process (waited {waited:.1f} s); "
-                    "try again in a moment"
+                    f"database {self.path} is in use by another process (waited {waited:.1f} s); try again in a moment"
                 )
             if on_wait is not None:
                 on_wait(waited)

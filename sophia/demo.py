@@ -59,8 +59,9 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     found = [features.features_of_text(s, 1, 1, vocab).keywords for s in TEMPLATES]
     keywords = [found[i] for i in tmpl]
     # Prompt lengths: log-normal around 600 characters, a long tail past 10,000.
-    chars = np.maximum(np.array([len(s) for s in TEMPLATES])[tmpl],
-                       rng.lognormal(np.log(600), 1.1, n).astype(np.int64)).clip(max=60_000)
+    chars = np.maximum(
+        np.array([len(s) for s in TEMPLATES])[tmpl], rng.lognormal(np.log(600), 1.1, n).astype(np.int64)
+    ).clip(max=60_000)
     max_tokens = rng.choice(MAX_TOKENS, size=n, p=MAX_TOKENS_P)
     est_tokens = -(-chars // features.CHARS_PER_TOKEN)
     counts = {}
@@ -101,7 +102,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     latency = np.maximum(latency, ttft)
     breakdowns = bulk.breakdowns(chars, max_tokens, counts, cfg)
     raw = rng.bytes(16 * n)  # request ids, deterministic under the seed
-    ids = [raw[i:i + 16].hex() for i in range(0, 16 * n, 16)]
+    ids = [raw[i : i + 16].hex() for i in range(0, 16 * n, 16)]
     cols = {
         "request_id": ids,
         "ts": ts,
@@ -112,18 +113,26 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
         "max_tokens": max_tokens,
         "n_messages": np.ones(n, dtype=np.int32),
         "keywords": [list(k) for k in keywords],
-        "tier": tier, "endpoint": endpoint, "model": model,
-        "complexity": d["complexity"], "breakdown": breakdowns,
-        "estimated_cost_usd": d["estimated_cost_usd"], "reason": reason, "policy_reason": d["reason"],
+        "tier": tier,
+        "endpoint": endpoint,
+        "model": model,
+        "complexity": d["complexity"],
+        "breakdown": breakdowns,
+        "estimated_cost_usd": d["estimated_cost_usd"],
+        "reason": reason,
+        "policy_reason": d["reason"],
         "status": status,
         "error_kind": np.where(error, "http_status", None).astype(object),
         "error": np.where(error, "every endpoint failed (simulated HTTP 503)", None).astype(object),
         "attempts": np.array([len(p) for p in paths]),
         "failover_path": paths,
-        "prompt_tokens": prompt_tokens, "completion_tokens": completion,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
         "usage_estimated": np.zeros(n, dtype=bool),
-        "metered_cost_usd": metered, "amortized_cost_usd": amortized,
-        "latency_ms": latency.round(1), "ttft_ms": ttft.round(1),
+        "metered_cost_usd": metered,
+        "amortized_cost_usd": amortized,
+        "latency_ms": latency.round(1),
+        "ttft_ms": ttft.round(1),
         "streamed": rng.random(n) < 0.6,
         "cached": np.zeros(n, dtype=bool),
         "simulated": np.ones(n, dtype=bool),
@@ -134,6 +143,9 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
 def write(db: Database, table: pa.Table, policy_version: int | None = None) -> int:
     """Append a whole table in one statement: the bulk path."""
     if policy_version is not None:
-        table = table.set_column(table.schema.get_field_index("policy_version"), "policy_version",
-                                 pa.array(np.full(table.num_rows, policy_version), type=pa.int32()))
+        table = table.set_column(
+            table.schema.get_field_index("policy_version"),
+            "policy_version",
+            pa.array(np.full(table.num_rows, policy_version), type=pa.int32()),
+        )
     return bulk.write(db, table)

@@ -19,8 +19,13 @@ class EndpointHealth:
 
 
 class Health:
-    def __init__(self, names: Iterable[str], failure_threshold: int, cooldown_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        names: Iterable[str],
+        failure_threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
         self._clock = clock

@@ -72,9 +72,16 @@ class ImportReport:
         return s
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "format": self.format, "source": self.source, "imported": self.imported,
-                "skipped": self.skipped, "already_imported": self.already, "labelled_models": self.labelled_models,
-                "problems": [{"line": ln, "reason": r} for ln, r in self.problems]}
+        return {
+            "path": self.path,
+            "format": self.format,
+            "source": self.source,
+            "imported": self.imported,
+            "skipped": self.skipped,
+            "already_imported": self.already,
+            "labelled_models": self.labelled_models,
+            "problems": [{"line": ln, "reason": r} for ln, r in self.problems],
+        }
 
 
 Progress = Callable[[float, str], None]
@@ -154,8 +161,11 @@ def _arrow_csv(text: str, header: list[str]) -> pa.Table | None:
             pa.py_buffer(text.encode()),
             read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except pa.ArrowException:
         return None
@@ -213,8 +223,9 @@ def _tokens(raw, name: str, lines: np.ndarray, bad: np.ndarray, problems: list) 
     return num.fillna(0).to_numpy(dtype=np.int64)
 
 
-def _times(raw, unit: str, start: datetime | None, lines: np.ndarray, bad: np.ndarray,
-           problems: list, name: str) -> np.ndarray:
+def _times(
+    raw, unit: str, start: datetime | None, lines: np.ndarray, bad: np.ndarray, problems: list, name: str
+) -> np.ndarray:
     if isinstance(raw, pa.ChunkedArray) and unit != "iso":
         try:
             num = pd.Series(pc.cast(raw, pa.float64()).to_numpy())
@@ -262,9 +273,14 @@ class _Parsed:
 
 
 def _tabular(header, rows, m: Mapping, fmt: str, problems: list) -> _Parsed:
-    cols = {"--ts-col": m.ts_col, "--prompt-tokens-col": m.prompt_tokens_col,
-            "--completion-tokens-col": m.completion_tokens_col, "--prompt-col": m.prompt_col,
-            "--model-col": m.model_col, "--latency-col": m.latency_col}
+    cols = {
+        "--ts-col": m.ts_col,
+        "--prompt-tokens-col": m.prompt_tokens_col,
+        "--completion-tokens-col": m.completion_tokens_col,
+        "--prompt-col": m.prompt_col,
+        "--model-col": m.model_col,
+        "--latency-col": m.latency_col,
+    }
     for flag in ("--ts-col", "--prompt-tokens-col", "--completion-tokens-col"):
         if cols[flag] is None:
             raise ImportFailed(f"--format {fmt} needs {flag} to say which column holds it")
@@ -334,8 +350,9 @@ def _openai(rows, problems: list, cfg: Config, now: datetime) -> _Parsed:
         if not (isinstance(c_tok, int) and c_tok >= 0):
             c_tok = features.estimate_tokens(len(answer if isinstance(answer, str) else ""))
         created = obj.get("created", reply.get("created"))
-        if created is not None and not (isinstance(created, (int, float)) and not isinstance(created, bool)
-                                        and 0 <= created < 1e11):
+        if created is not None and not (
+            isinstance(created, (int, float)) and not isinstance(created, bool) and 0 <= created < 1e11
+        ):
             problems.append((ln, f"created {str(created)[:40]!r} is not a Unix time in seconds"))
             continue
         req_mt = obj.get("max_tokens")
@@ -347,9 +364,16 @@ def _openai(rows, problems: list, cfg: Config, now: datetime) -> _Parsed:
         texts.append(text)
         models.append(obj.get("model", reply.get("model")))
     n = len(lines)
-    return _Parsed(np.asarray(lines, dtype=np.int64), np.asarray(ts, dtype="datetime64[us]"),
-                   np.asarray(pt, dtype=np.int64), np.asarray(ct, dtype=np.int64), np.zeros(n, dtype=bool),
-                   texts=texts, max_tokens=np.asarray(mt, dtype=np.int64), models=np.asarray(models, dtype=object))
+    return _Parsed(
+        np.asarray(lines, dtype=np.int64),
+        np.asarray(ts, dtype="datetime64[us]"),
+        np.asarray(pt, dtype=np.int64),
+        np.asarray(ct, dtype=np.int64),
+        np.zeros(n, dtype=bool),
+        texts=texts,
+        max_tokens=np.asarray(mt, dtype=np.int64),
+        models=np.asarray(models, dtype=object),
+    )
 
 
 _TRUE = {"true", "1", "yes", "t"}
@@ -364,7 +388,9 @@ def _labels(header, rows, problems: list, cfg: Config, now: datetime, exclude: s
         raise ImportFailed("a labelled set needs at least two True/False columns, one per model, named by the model")
     responses = {m: header.index(f"{m}_response") for m in models if f"{m}_response" in header}
     if isinstance(rows, pa.Table):  # read by Arrow: back to (line, fields) rows
-        rows = list(zip(range(2, rows.num_rows + 2), zip(*(c.to_pylist() for c in rows.columns)), strict=True))
+        rows = list(
+            zip(range(2, rows.num_rows + 2), zip(*(c.to_pylist() for c in rows.columns), strict=False), strict=True)
+        )
     pi = header.index("prompt")
     mi = {m: header.index(m) for m in models}
     lines, texts, correct, tokens = [], [], {m: [] for m in models}, {m: [] for m in models}
@@ -394,9 +420,15 @@ def _labels(header, rows, problems: list, cfg: Config, now: datetime, exclude: s
     n = len(lines)
     # Labelled sets carry no arrival times: space them a second apart, ending now.
     ts = np.datetime64(now, "us") - (n - np.arange(n)).astype("timedelta64[s]")
-    p = _Parsed(np.asarray(lines, dtype=np.int64), ts, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
-                np.zeros(n, dtype=bool), texts=texts,
-                max_tokens=np.full(n, cfg.routing.default_max_tokens, dtype=np.int64))
+    p = _Parsed(
+        np.asarray(lines, dtype=np.int64),
+        ts,
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n, dtype=bool),
+        texts=texts,
+        max_tokens=np.full(n, cfg.routing.default_max_tokens, dtype=np.int64),
+    )
     p.labels = {m: (np.asarray(correct[m], dtype=bool), np.asarray(tokens[m], dtype=np.int64)) for m in models}
     return p
 
@@ -421,10 +453,19 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def import_file(db: Database, cfg: Config, path: str | Path, fmt: str, *, source: str | None = None,
-                mapping: Mapping | None = None, exclude_prompts: set[str] | None = None,
-                policy_version: int | None = None, progress: Progress | None = None,
-                now: datetime | None = None) -> ImportReport:
+def import_file(
+    db: Database,
+    cfg: Config,
+    path: str | Path,
+    fmt: str,
+    *,
+    source: str | None = None,
+    mapping: Mapping | None = None,
+    exclude_prompts: set[str] | None = None,
+    policy_version: int | None = None,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> ImportReport:
     if fmt not in FORMATS:
         raise ImportFailed(f"--format {fmt!r} is not known: expected one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -467,8 +508,10 @@ def import_file(db: Database, cfg: Config, path: str | Path, fmt: str, *, source
     report.problems = problems
     report.labelled_models = list(parsed.labels)
     if table.num_rows == 0:
-        raise ImportFailed(f"no row of {path} could be imported ({len(problems)} bad rows; first: "
-                           f"{_first(problems)}); is --format {fmt} right?")
+        raise ImportFailed(
+            f"no row of {path} could be imported ({len(problems)} bad rows; first: "
+            f"{_first(problems)}); is --format {fmt} right?"
+        )
     with db.cursor() as cur:
         cur.execute("BEGIN TRANSACTION")
         try:
@@ -477,8 +520,10 @@ def import_file(db: Database, cfg: Config, path: str | Path, fmt: str, *, source
                 cur.register("_labels", labels)
                 cur.execute("INSERT INTO request_labels SELECT * FROM _labels")
                 cur.unregister("_labels")
-            cur.execute("INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [import_id, str(path), fmt, source, now, report.imported, report.skipped])
+            cur.execute(
+                "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [import_id, str(path), fmt, source, now, report.imported, report.skipped],
+            )
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -524,21 +569,39 @@ def _records(p: _Parsed, cfg: Config, source: str, import_id: str, version: int 
             ct = np.where(sel, toks, ct)
         ct = np.where(ct > 0, ct, mt)
     metered, amortized = pricing.costs_for(cfg, d["endpoint"], d["model"], pt, ct)
-    ids = pc.binary_join_element_wise(bulk.constant(import_id[:20] + "-", n, pa.string()),
-                                      pc.cast(pa.array(lines), pa.string()), "")
+    ids = pc.binary_join_element_wise(
+        bulk.constant(import_id[:20] + "-", n, pa.string()), pc.cast(pa.array(lines), pa.string()), ""
+    )
     cols = {
-        "request_id": ids, "ts": p.ts[keep], "source": bulk.constant(source, n, pa.string()),
+        "request_id": ids,
+        "ts": p.ts[keep],
+        "source": bulk.constant(source, n, pa.string()),
         "policy_version": bulk.constant(version, n, pa.int32()),
-        "prompt_chars": chars, "est_prompt_tokens": est, "max_tokens": mt, "n_messages": np.ones(n, dtype=np.int32),
-        "keywords": keywords, "tier": d["tier"], "endpoint": d["endpoint"], "model": d["model"],
-        "complexity": d["complexity"], "breakdown": bulk.breakdowns(chars, mt, counts, cfg),
-        "estimated_cost_usd": d["estimated_cost_usd"], "reason": d["reason"], "policy_reason": d["reason"],
-        "status": bulk.constant("ok", n, pa.string()), "attempts": np.zeros(n, dtype=np.int32),
+        "prompt_chars": chars,
+        "est_prompt_tokens": est,
+        "max_tokens": mt,
+        "n_messages": np.ones(n, dtype=np.int32),
+        "keywords": keywords,
+        "tier": d["tier"],
+        "endpoint": d["endpoint"],
+        "model": d["model"],
+        "complexity": d["complexity"],
+        "breakdown": bulk.breakdowns(chars, mt, counts, cfg),
+        "estimated_cost_usd": d["estimated_cost_usd"],
+        "reason": d["reason"],
+        "policy_reason": d["reason"],
+        "status": bulk.constant("ok", n, pa.string()),
+        "attempts": np.zeros(n, dtype=np.int32),
         "failover_path": bulk.empty_lists(n),
-        "prompt_tokens": pt, "completion_tokens": ct, "usage_estimated": np.zeros(n, dtype=bool),
-        "metered_cost_usd": metered, "amortized_cost_usd": amortized,
+        "prompt_tokens": pt,
+        "completion_tokens": ct,
+        "usage_estimated": np.zeros(n, dtype=bool),
+        "metered_cost_usd": metered,
+        "amortized_cost_usd": amortized,
         "latency_ms": p.latency_ms[keep] if p.latency_ms is not None else None,
-        "streamed": np.zeros(n, dtype=bool), "cached": np.zeros(n, dtype=bool), "simulated": np.zeros(n, dtype=bool),
+        "streamed": np.zeros(n, dtype=bool),
+        "cached": np.zeros(n, dtype=bool),
+        "simulated": np.zeros(n, dtype=bool),
     }
     table = bulk.to_table(cols, n)
     if p.labels:
@@ -549,11 +612,14 @@ def _records(p: _Parsed, cfg: Config, source: str, import_id: str, version: int 
             cor.append(c[keep])
             tok.append(t[keep])
         tok_all = np.concatenate(tok)
-        labels_table = pa.table({
-            "request_id": pa.array(rid, pa.string()), "model": pa.array(mod, pa.string()),
-            "correct": pa.array(np.concatenate(cor)),
-            "completion_tokens": pa.array(np.where(tok_all >= 0, tok_all, 0), pa.int32(), mask=tok_all < 0),
-        })
+        labels_table = pa.table(
+            {
+                "request_id": pa.array(rid, pa.string()),
+                "model": pa.array(mod, pa.string()),
+                "correct": pa.array(np.concatenate(cor)),
+                "completion_tokens": pa.array(np.where(tok_all >= 0, tok_all, 0), pa.int32(), mask=tok_all < 0),
+            }
+        )
     return table, labels_table
 
 

@@ -62,9 +62,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
 
 def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply the migrations this database lacks, each in its own transaction."""
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
-    )
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
     done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
     for fn in MIGRATIONS:
@@ -73,9 +71,7 @@ def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
         con.execute("BEGIN TRANSACTION")
         try:
             fn(con)
-            con.execute(
-                "INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [fn.__name__]
-            )
+            con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [fn.__name__])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -143,9 +143,15 @@ def decide(f: Features, cfg: Config, state: RuntimeState | None = None) -> Decis
     code = route(total, nano, cfg)
     tier, endpoint, model = targets(cfg)[code]
     base = Decision(
-        tier=tier, endpoint=endpoint, model=model, complexity=total / BP,
-        breakdown={k: v / BP for k, v in parts.items()}, estimated_cost_usd=est,
-        reason=POLICY_REASONS[code], policy_reason=POLICY_REASONS[code], features=f,
+        tier=tier,
+        endpoint=endpoint,
+        model=model,
+        complexity=total / BP,
+        breakdown={k: v / BP for k, v in parts.items()},
+        estimated_cost_usd=est,
+        reason=POLICY_REASONS[code],
+        policy_reason=POLICY_REASONS[code],
+        features=f,
     )
     return apply_runtime(base, cfg, state or RuntimeState())
 
@@ -158,11 +164,13 @@ def failover_chain(tier: str, endpoint: str, model: str, cfg: Config) -> list[tu
         order = ([first] if first else []) + [d for d in dedicated if d != first]
         return [(endpoint, model)] + [(d, cfg.endpoint(d).models[0]) for d in order]
     i = dedicated.index(endpoint)
-    rest = dedicated[i + 1:] + dedicated[:i]
+    rest = dedicated[i + 1 :] + dedicated[:i]
     premium = cfg.routing.premium_model
-    return [(endpoint, model)] + [(d, cfg.endpoint(d).models[0]) for d in rest] + [
-        (cfg.endpoint_for_model(premium).name, premium)
-    ]
+    return (
+        [(endpoint, model)]
+        + [(d, cfg.endpoint(d).models[0]) for d in rest]
+        + [(cfg.endpoint_for_model(premium).name, premium)]
+    )
 
 
 def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
@@ -201,7 +209,7 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
 
 def _dedicated_target(cfg: Config) -> tuple[str, str, str]:
     if not cfg.tier_endpoints(DEDICATED):
-        raise ValueError("no dedicated endpoint is configured: add one with tier = \"dedicated\"")
+        raise ValueError('no dedicated endpoint is configured: add one with tier = "dedicated"')
     ep = cfg.endpoint(cfg.routing.dedicated_endpoint)
     return DEDICATED, ep.name, ep.models[0]
 
@@ -245,5 +253,7 @@ def group_counts_from_keywords(keywords: Sequence[Sequence[str]], s: ScorerSetti
     out = {}
     for g in s.keyword_groups:
         words = set(g.words)
-        out[g.name] = np.fromiter((sum(1 for k in ks if k in words) for ks in keywords), dtype=np.int32, count=len(keywords))
+        out[g.name] = np.fromiter(
+            (sum(1 for k in ks if k in words) for ks in keywords), dtype=np.int32, count=len(keywords)
+        )
     return out

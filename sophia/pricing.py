@@ -121,7 +121,7 @@ def costs_for(cfg: Config, endpoints, models, prompt_tokens, completion_tokens) 
         on_ep = endpoints == ep.name
         if not on_ep.any():
             continue
-        for model in (ep.models if ep.tier == "serverless" else ep.models[:1]):
+        for model in ep.models if ep.tier == "serverless" else ep.models[:1]:
             m = on_ep & (models == model) if ep.tier == "serverless" else on_ep
             if m.any():
                 metered[m], amortized[m] = cost_of(cfg, ep.name, model, prompt_tokens[m], completion_tokens[m])

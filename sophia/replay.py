@@ -52,10 +52,15 @@ class Traffic:
 
 def load(cur, sources=None, start: datetime | None = None, end: datetime | None = None) -> Traffic:
     clause, params = where(sources, start, end)
-    words = [r[0] for r in cur.execute(
-        f"SELECT DISTINCT unnest(keywords) FROM requests WHERE {clause} ORDER BY 1", params).fetchall()]
-    flags = "".join(", list_contains(keywords, '{}') AS w{}".format(w.replace("'", "''"), i)
-                    for i, w in enumerate(words))
+    words = [
+        r[0]
+        for r in cur.execute(
+            f"SELECT DISTINCT unnest(keywords) FROM requests WHERE {clause} ORDER BY 1", params
+        ).fetchall()
+    ]
+    flags = "".join(
+        ", list_contains(keywords, '{}') AS w{}".format(w.replace("'", "''"), i) for i, w in enumerate(words)
+    )
     q = f"""SELECT ts, prompt_chars, est_prompt_tokens, max_tokens, coalesce(prompt_tokens, 0) AS pt,
                    coalesce(completion_tokens, 0) AS ct, latency_ms, tier = 'dedicated' AS ded,
                    reason IN ({", ".join(f"'{r}'" for r in RUNTIME_ONLY)}) AS rt,
@@ -81,7 +86,9 @@ def load(cur, sources=None, start: datetime | None = None, end: datetime | None 
     t.labelled = np.zeros(n, dtype=bool)
     lab = cur.execute(
         f"""SELECT l.request_id, l.model, l.correct, coalesce(l.completion_tokens, -1) AS tok
-            FROM request_labels l JOIN requests USING (request_id) WHERE {clause}""", params).df()
+            FROM request_labels l JOIN requests USING (request_id) WHERE {clause}""",
+        params,
+    ).df()
     if len(lab):
         index = pd.Series(np.arange(n), index=pd.Index(df["request_id"]))
         for model, g in lab.groupby("model"):
@@ -218,8 +225,9 @@ def codes(p: Prepared, cfg: Config) -> np.ndarray:
     return np.asarray(policy.route(p.score, p.est_nano, cfg), dtype=np.int8)
 
 
-def replay(t: Traffic, cfg: Config, tiers: dict[str, str] | None = None,
-           prepared: Prepared | None = None) -> ReplayResult:
+def replay(
+    t: Traffic, cfg: Config, tiers: dict[str, str] | None = None, prepared: Prepared | None = None
+) -> ReplayResult:
     p = prepared or prepare(t, cfg, tiers)
     code = codes(p, cfg)
     counts = np.bincount(code, minlength=len(p.targets))
@@ -252,18 +260,28 @@ def replay(t: Traffic, cfg: Config, tiers: dict[str, str] | None = None,
         v = np.concatenate(parts)
         latency[tier] = {"p50": round(float(np.percentile(v, 50)), 1), "p95": round(float(np.percentile(v, 95)), 1)}
     return ReplayResult(
-        requests=t.n, by_tier=by_tier, by_endpoint=by_endpoint, by_model=by_model,
-        metered_cost_usd=metered, amortized_cost_usd=amortized, fixed_cost_usd=fixed, latency_ms=latency,
-        quality=good / labelled if labelled else None, labelled=labelled, changed_decisions=changed,
-        runtime_only=int(t.runtime_only.sum()), code=code,
+        requests=t.n,
+        by_tier=by_tier,
+        by_endpoint=by_endpoint,
+        by_model=by_model,
+        metered_cost_usd=metered,
+        amortized_cost_usd=amortized,
+        fixed_cost_usd=fixed,
+        latency_ms=latency,
+        quality=good / labelled if labelled else None,
+        labelled=labelled,
+        changed_decisions=changed,
+        runtime_only=int(t.runtime_only.sum()),
+        code=code,
     )
 
 
 # --- sweeps and curves ----------------------------------------------------------------
 
 
-def sweep(t: Traffic, cfg: Config, thresholds=None, tiers: dict[str, str] | None = None,
-          prepared: Prepared | None = None) -> pd.DataFrame:
+def sweep(
+    t: Traffic, cfg: Config, thresholds=None, tiers: dict[str, str] | None = None, prepared: Prepared | None = None
+) -> pd.DataFrame:
     """The policy at every complexity threshold of the grid (default 0.00 … 1.00, 101 points).
 
     Rows are grouped once by what the policy reads (score, and whether the estimate passes the
@@ -281,8 +299,9 @@ def sweep(t: Traffic, cfg: Config, thresholds=None, tiers: dict[str, str] | None
         "n": np.bincount(inv, minlength=size),
         "metered": [np.bincount(inv, weights=m, minlength=size) for m in p.metered],
         "amortized": [np.bincount(inv, weights=a, minlength=size) for a in p.amortized],
-        "good": [np.bincount(inv, weights=(c & t.labelled), minlength=size) if c is not None else None
-                 for c in p.correct],
+        "good": [
+            np.bincount(inv, weights=(c & t.labelled), minlength=size) if c is not None else None for c in p.correct
+        ],
     }
     labelled = int(t.labelled.sum())
     rows = []
@@ -348,10 +367,16 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
     oq = weak + np.minimum(k, fix) / n
     orc = pd.DataFrame({"share": shares, "quality": oq})
     pts = sweep_df.assign(share=sweep_df["dedicated_share"])[["threshold", "share", "quality"]]
-    return Curve(weak, strong, pts, rnd, orc,
-                 apgr(pts["share"].to_numpy(), pts["quality"].to_numpy(), weak, strong),
-                 apgr(rnd["share"].to_numpy(), rnd["quality"].to_numpy(), weak, strong),
-                 apgr(orc["share"].to_numpy(), orc["quality"].to_numpy(), weak, strong))
+    return Curve(
+        weak,
+        strong,
+        pts,
+        rnd,
+        orc,
+        apgr(pts["share"].to_numpy(), pts["quality"].to_numpy(), weak, strong),
+        apgr(rnd["share"].to_numpy(), rnd["quality"].to_numpy(), weak, strong),
+        apgr(orc["share"].to_numpy(), orc["quality"].to_numpy(), weak, strong),
+    )
 
 
 # --- inverse knobs --------------------------------------------------------------------

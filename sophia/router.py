@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import features as feats
-from . import policy, pricing
+from . import policy, pricing, versions
 from .backends import Backend, BackendError, OpenAIBackend, Usage
 from .cache import CachedReply, ResponseCache, cache_key
 from .config import Config, api_key
@@ -57,6 +57,7 @@ class Result:
     simulated: bool = False
     streamed: bool = False
     ts: datetime | None = None
+    policy_version: int | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -69,14 +70,34 @@ class Result:
 
 
 class StreamHandle:
-    """Iterate for the reply's text as it arrives; `result` is set once the stream ends."""
+    """Iterate for the reply's text as it arrives; `result` is set once the stream ends.
 
-    def __init__(self, gen: Iterator[str]) -> None:
+    Closing the handle (or dropping it) before the stream ends records the request as
+    cancelled with what was received, even when iteration never began.
+    """
+
+    def __init__(self, gen: Iterator[str], on_abandon: Callable[[], None]) -> None:
         self._gen = gen
+        self._on_abandon = on_abandon
+        self._started = False
         self.result: Result | None = None
 
     def __iter__(self) -> Iterator[str]:
+        self._started = True
         return self._gen
+
+    def close(self) -> None:
+        if not self._started:
+            self._started = True
+            self._on_abandon()
+        else:
+            self._gen.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # never raise from a finalizer
+            pass
 
 
 class RoutingError(RuntimeError):
@@ -87,8 +108,9 @@ class RoutingError(RuntimeError):
         self.result = result
 
 
-def make_backends(cfg: Config, sleep: Callable[[float], None] = time.sleep,
-                  secrets: dict | None = None) -> dict[str, Backend]:
+def make_backends(
+    cfg: Config, sleep: Callable[[float], None] = time.sleep, secrets: dict | None = None
+) -> dict[str, Backend]:
     out: dict[str, Backend] = {}
     for e in cfg.endpoints:
         if e.simulated:
@@ -125,8 +147,10 @@ class Router:
         self.backends = backends if backends is not None else make_backends(cfg, sleep)
         self.clock, self.now, self.sleep = clock, now, sleep
         self.policy_version = policy_version
-        self.health = Health([e.name for e in cfg.endpoints], cfg.failover.failure_threshold,
-                             cfg.failover.cooldown_s, clock)
+        self.health = Health(
+            [e.name for e in cfg.endpoints], cfg.failover.failure_threshold, cfg.failover.cooldown_s, clock
+        )
+        self._digest_memo: tuple[Config, str] | None = None
         self.cache = ResponseCache(cfg.cache.max_entries, cfg.cache.ttl_s, clock) if cfg.cache.enabled else None
 
     # --- deciding -----------------------------------------------------------------------
@@ -138,8 +162,9 @@ class Router:
     def decide(self, req: ChatRequest, cfg: Config | None = None) -> policy.Decision:
         """The decision for a request under the current runtime state; nothing is called."""
         cfg = cfg or self.cfg
-        state = policy.RuntimeState(unhealthy=self.health.unhealthy(), force_tier=req.force_tier,
-                                    force_model=req.force_model)
+        state = policy.RuntimeState(
+            unhealthy=self.health.unhealthy(), force_tier=req.force_tier, force_model=req.force_model
+        )
         return policy.decide(self.features(req, cfg), cfg, state)
 
     # --- routing ------------------------------------------------------------------------
@@ -159,21 +184,40 @@ class Router:
     def _run(self, req: ChatRequest, cfg: Config, stream: bool) -> StreamHandle:
         # Validation errors surface here, before anything is routed or recorded.
         decision = self.decide(req, cfg)
-        res = Result(request_id=req.request_id or uuid.uuid4().hex, decision=decision, status="error",
-                     ts=self.now(), reason=decision.reason, streamed=stream)
-        handle = StreamHandle(iter(()))
+        # A record names the version it was routed under; per-call settings are no version.
+        version = self.policy_version if cfg is self.cfg else None
+        res = Result(
+            request_id=req.request_id or uuid.uuid4().hex,
+            decision=decision,
+            status="error",
+            ts=self.now(),
+            reason=decision.reason,
+            streamed=stream,
+            policy_version=version,
+        )
+
+        def abandon() -> None:  # closed before the first byte was asked for
+            res.status, res.error_kind = "cancelled", "cancelled"
+            res.error = "the client went away before the reply started"
+            handle.result = res
+            self._record(req, cfg, decision, res)
+
+        handle = StreamHandle(iter(()), abandon)
         handle._gen = self._attempts(req, cfg, decision, res, stream, handle)
         return handle
 
-    def _attempts(self, req, cfg: Config, d: policy.Decision, res: Result, stream: bool,
-                  handle: StreamHandle) -> Iterator[str]:
+    def _attempts(
+        self, req, cfg: Config, d: policy.Decision, res: Result, stream: bool, handle: StreamHandle
+    ) -> Iterator[str]:
         t0 = self.clock()
         parts: list[str] = []
         usage: Usage | None = None
         key = None
         try:
             if self.cache is not None and not d.refused:
-                key = cache_key(req.messages, d.features.max_tokens, req.force_tier, req.force_model)
+                key = cache_key(
+                    req.messages, d.features.max_tokens, req.force_tier, req.force_model, self._settings_digest(cfg)
+                )
                 hit = self.cache.get(key)
                 if hit is not None:
                     res.status, res.cached, res.reason = "ok", True, "cache"
@@ -187,11 +231,17 @@ class Router:
             if d.refused:
                 res.status, res.error_kind = "refused", "budget"
                 res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
-                res.error = ("refused: a budget's hard limit is reached (action: block); "
-                             "raise the budget or wait for the next period")
+                res.error = (
+                    "refused: a budget's hard limit is reached (action: block); "
+                    "raise the budget or wait for the next period"
+                )
                 return
             retries = cfg.failover.max_retries
-            for endpoint, model in d.chain:
+            for i, (endpoint, model) in enumerate(d.chain):
+                # Skip an endpoint that another request put in cool-down since the decision,
+                # unless it is the last one left to try.
+                if 0 < i < len(d.chain) - 1 and endpoint in self.health.unhealthy():
+                    continue
                 backend = self.backends[endpoint]
                 if endpoint not in res.path:
                     res.path.append(endpoint)
@@ -223,7 +273,7 @@ class Router:
                             return
                         # Retry the same endpoint, unless this failure just put it in cool-down.
                         if e.retryable and attempt < retries and endpoint not in self.health.unhealthy():
-                            self.sleep(cfg.failover.retry_backoff_s * (2 ** attempt))
+                            self.sleep(cfg.failover.retry_backoff_s * (2**attempt))
                             continue
                         break
                     else:
@@ -234,8 +284,9 @@ class Router:
             res.error = f"every endpoint failed ({' → '.join(res.path)}); last error: {res.error}"
         except GeneratorExit:
             # The consumer went away mid-stream: record what it received.
-            res.status, res.error_kind = "cancelled", "cancelled"
-            res.error = "the client closed the stream before it ended"
+            if not res.cached:
+                res.status, res.error_kind = "cancelled", "cancelled"
+                res.error = "the client closed the stream before it ended"
             raise
         finally:
             res.text = "".join(parts) if not res.cached else res.text
@@ -246,10 +297,26 @@ class Router:
             if not res.cached and res.path and res.path[-1] != d.chain[0][0]:
                 res.reason = "failover"
             if res.status == "ok" and key is not None and not res.cached:
-                self.cache.put(key, CachedReply(res.text, res.prompt_tokens, res.completion_tokens,
-                                                res.usage_estimated, res.tier, res.endpoint, res.model))
+                self.cache.put(
+                    key,
+                    CachedReply(
+                        res.text,
+                        res.prompt_tokens,
+                        res.completion_tokens,
+                        res.usage_estimated,
+                        res.tier,
+                        res.endpoint,
+                        res.model,
+                    ),
+                )
             handle.result = res
             self._record(req, cfg, d, res)
+
+    def _settings_digest(self, cfg: Config) -> str:
+        memo = self._digest_memo
+        if memo is None or memo[0] is not cfg:
+            memo = self._digest_memo = (cfg, versions.digest(versions.settings_of(cfg)))
+        return memo[1]
 
     def _settle_usage(self, res: Result, d: policy.Decision, usage: Usage | None) -> None:
         if usage is not None and res.status == "ok":
@@ -270,8 +337,9 @@ class Router:
         ep = cfg.endpoint(res.endpoint)
         if ep.tier == policy.SERVERLESS:
             price = pricing.price_of(cfg, res.model)
-            res.metered_cost_usd = pricing.metered_cost(res.prompt_tokens, res.completion_tokens,
-                                                        price.input_per_mtok, price.output_per_mtok)
+            res.metered_cost_usd = pricing.metered_cost(
+                res.prompt_tokens, res.completion_tokens, price.input_per_mtok, price.output_per_mtok
+            )
         else:
             res.amortized_cost_usd = pricing.amortized_cost(res.prompt_tokens, res.completion_tokens, ep)
 
@@ -282,23 +350,45 @@ class Router:
         prompt = None
         if cfg.store_prompts != "off":
             prompt = stored_text(feats.prompt_text(req.messages), cfg.store_prompts)
-        self.writer.put({
-            "request_id": res.request_id, "ts": res.ts, "source": req.source,
-            "policy_version": self.policy_version,
-            "prompt_chars": f.prompt_chars, "est_prompt_tokens": f.est_prompt_tokens,
-            "max_tokens": f.max_tokens, "n_messages": f.n_messages, "keywords": list(f.keywords),
-            "tier": res.tier, "endpoint": res.endpoint, "model": res.model,
-            "complexity": d.complexity, "breakdown": json.dumps(d.breakdown),
-            "estimated_cost_usd": d.estimated_cost_usd, "reason": res.reason, "policy_reason": d.policy_reason,
-            "status": res.status, "error_kind": res.error_kind, "error": res.error,
-            "attempts": res.attempts, "failover_path": res.path,
-            "prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
-            "usage_estimated": res.usage_estimated, "metered_cost_usd": res.metered_cost_usd,
-            "amortized_cost_usd": res.amortized_cost_usd, "latency_ms": res.latency_ms,
-            "ttft_ms": res.ttft_ms, "streamed": res.streamed,
-            "cached": res.cached, "simulated": res.simulated, "api_key_id": req.api_key_id,
-            "prompt_text": prompt, "response_text": stored_text(res.text, cfg.store_prompts),
-        })
+        self.writer.put(
+            {
+                "request_id": res.request_id,
+                "ts": res.ts,
+                "source": req.source,
+                "policy_version": res.policy_version,
+                "prompt_chars": f.prompt_chars,
+                "est_prompt_tokens": f.est_prompt_tokens,
+                "max_tokens": f.max_tokens,
+                "n_messages": f.n_messages,
+                "keywords": list(f.keywords),
+                "tier": res.tier,
+                "endpoint": res.endpoint,
+                "model": res.model,
+                "complexity": d.complexity,
+                "breakdown": json.dumps(d.breakdown),
+                "estimated_cost_usd": d.estimated_cost_usd,
+                "reason": res.reason,
+                "policy_reason": d.policy_reason,
+                "status": res.status,
+                "error_kind": res.error_kind,
+                "error": res.error,
+                "attempts": res.attempts,
+                "failover_path": res.path,
+                "prompt_tokens": res.prompt_tokens,
+                "completion_tokens": res.completion_tokens,
+                "usage_estimated": res.usage_estimated,
+                "metered_cost_usd": res.metered_cost_usd,
+                "amortized_cost_usd": res.amortized_cost_usd,
+                "latency_ms": res.latency_ms,
+                "ttft_ms": res.ttft_ms,
+                "streamed": res.streamed,
+                "cached": res.cached,
+                "simulated": res.simulated,
+                "api_key_id": req.api_key_id,
+                "prompt_text": prompt,
+                "response_text": stored_text(res.text, cfg.store_prompts),
+            }
+        )
 
     # --- health -------------------------------------------------------------------------
 
@@ -317,4 +407,3 @@ class Router:
     def close(self) -> None:
         for b in self.backends.values():
             b.close()
-

@@ -74,7 +74,7 @@ class SimulatedBackend:
         stop = len(words) // 2 if cut else len(words)
         step = 4  # a few tokens per event, like real servers under load
         for i in range(0, stop, step):
-            part = words[i:min(i + step, stop)]
+            part = words[i : min(i + step, stop)]
             if i:
                 self._sleep(self.sim.tpot_ms * factor * len(part) / 1000)
             yield Chunk((" " if i else "") + " ".join(part))

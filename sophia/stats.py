@@ -11,8 +11,9 @@ from . import pricing
 from .config import Config
 
 
-def where(sources: Sequence[str] | None = None, start: datetime | None = None,
-          end: datetime | None = None) -> tuple[str, list]:
+def where(
+    sources: Sequence[str] | None = None, start: datetime | None = None, end: datetime | None = None
+) -> tuple[str, list]:
     """A WHERE clause (with its parameters) selecting sources and a [start, end) range."""
     parts, params = ["TRUE"], []
     if sources:
@@ -27,8 +28,13 @@ def where(sources: Sequence[str] | None = None, start: datetime | None = None,
     return " AND ".join(parts), params
 
 
-def stats(con: duckdb.DuckDBPyConnection, cfg: Config, sources: Sequence[str] | None = None,
-          start: datetime | None = None, end: datetime | None = None) -> dict:
+def stats(
+    con: duckdb.DuckDBPyConnection,
+    cfg: Config,
+    sources: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict:
     """The reference statistics plus cost detail.
 
     `total_cost_usd` is what the requests cost: metered serverless spend plus each dedicated
@@ -54,8 +60,9 @@ def stats(con: duckdb.DuckDBPyConnection, cfg: Config, sources: Sequence[str] | 
             FROM requests WHERE {clause}""",
         [premium.input_per_mtok, premium.output_per_mtok, *params],
     ).fetchone()
-    (total, sl, ded, metered, amortized, baseline, errors, failovers, p50, p95, first, last,
-     ptok, ctok, estimated) = row
+    (total, sl, ded, metered, amortized, baseline, errors, failovers, p50, p95, first, last, ptok, ctok, estimated) = (
+        row
+    )
     cost = round(metered + amortized, 6)
     span_start = start or first
     span_end = end or last

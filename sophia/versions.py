@@ -30,9 +30,11 @@ def config_from(cfg: Config, settings: dict) -> Config:
     s = settings["scorer"]
     scorer = ScorerSettings(
         length_bands=tuple((int(c), float(w)) for c, w in s["length_bands"]),
-        keyword_groups=tuple(KeywordGroup(g["name"], tuple(g["words"]), float(g["weight"]))
-                             for g in s["keyword_groups"]),
-        max_tokens_over=int(s["max_tokens_over"]), max_tokens_weight=float(s["max_tokens_weight"]),
+        keyword_groups=tuple(
+            KeywordGroup(g["name"], tuple(g["words"]), float(g["weight"])) for g in s["keyword_groups"]
+        ),
+        max_tokens_over=int(s["max_tokens_over"]),
+        max_tokens_weight=float(s["max_tokens_weight"]),
         cap=float(s["cap"]),
     )
     return replace(cfg, scorer=scorer, routing=RoutingSettings(**settings["routing"]))
@@ -49,14 +51,17 @@ class Version:
 
 def _insert(con, settings: dict, origin: str, note: str | None) -> int:
     version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM settings_versions").fetchone()[0]
-    con.execute("INSERT INTO settings_versions VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?)",
-                [version, digest(settings), origin, note, json.dumps(settings)])
+    con.execute(
+        "INSERT INTO settings_versions VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?)",
+        [version, digest(settings), origin, note, json.dumps(settings)],
+    )
     return version
 
 
 def history(con: duckdb.DuckDBPyConnection) -> list[Version]:
-    rows = con.execute("SELECT version, created_at, origin, note, settings FROM settings_versions "
-                       "ORDER BY version DESC").fetchall()
+    rows = con.execute(
+        "SELECT version, created_at, origin, note, settings FROM settings_versions ORDER BY version DESC"
+    ).fetchall()
     return [Version(v, c, o, n, json.loads(s)) for v, c, o, n, s in rows]
 
 
@@ -68,8 +73,9 @@ def resolve(con: duckdb.DuckDBPyConnection, cfg: Config) -> tuple[int, Config]:
     tuning page) stays active.
     """
     mine = settings_of(cfg)
-    last_file = con.execute("SELECT digest FROM settings_versions WHERE origin = 'config' "
-                            "ORDER BY version DESC LIMIT 1").fetchone()
+    last_file = con.execute(
+        "SELECT digest FROM settings_versions WHERE origin = 'config' ORDER BY version DESC LIMIT 1"
+    ).fetchone()
     if last_file is None or last_file[0] != digest(mine):
         return _insert(con, mine, "config", None), cfg
     latest = history(con)[0]

@@ -19,7 +19,10 @@ def test_route_json_reference_example(capsys):
     assert cli.main(["route", "Hello!", "--max-tokens", "100", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {k: out[k] for k in ("tier", "model", "reason")} == {
-        "tier": "serverless", "model": "llama-4-scout-17b-16e-instruct", "reason": "cost-optimized"}
+        "tier": "serverless",
+        "model": "llama-4-scout-17b-16e-instruct",
+        "reason": "cost-optimized",
+    }
     assert set(out) >= {"tier", "endpoint", "model", "complexity", "breakdown", "estimated_cost_usd", "reason"}
 
 
@@ -45,14 +48,17 @@ def test_demo_chat_stats_round_trip(tmp_path, capsys):
         assert key in s
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["route"], "required: text"),
-    (["chat", "hi", "--max-tokens", "0"], ">= 1"),
-    (["chat", "hi", "--tier", "edge"], "invalid choice"),
-    (["stats", "--db", "/nonexistent/x.duckdb"], "no database at"),
-    (["route", "hi", "--config", "/nonexistent.toml"], "not found"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["route"], "required: text"),
+        (["chat", "hi", "--max-tokens", "0"], ">= 1"),
+        (["chat", "hi", "--tier", "edge"], "invalid choice"),
+        (["stats", "--db", "/nonexistent/x.duckdb"], "no database at"),
+        (["route", "hi", "--config", "/nonexistent.toml"], "not found"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line_no_traceback(args, needle):
     r = run(*args)
     assert r.returncode != 0

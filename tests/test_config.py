@@ -14,7 +14,10 @@ SHIPPED = tomllib.loads(open("sophia.toml", encoding="utf-8").read())
 def test_shipped_files_load():
     cfg = config.load("sophia.toml")
     assert [e.name for e in cfg.tier_endpoints("dedicated")] == [
-        "sophia-ai-core", "sophia-data-pipeline", "sophia-production"]
+        "sophia-ai-core",
+        "sophia-data-pipeline",
+        "sophia-production",
+    ]
     assert all(e.simulated for e in cfg.endpoints)
     prices = {m.name: (m.input_per_mtok, m.output_per_mtok) for m in cfg.models}
     assert prices == {

@@ -45,8 +45,11 @@ def test_azure_with_bad_rows(tmp_path, db):
     reasons = dict(r.problems)
     assert "not an ISO 8601 time" in reasons[3] and "ContextTokens '-5'" in reasons[4]
     assert "2 fields where the header has 3" in reasons[5] and "GeneratedTokens '1.5'" in reasons[6]
-    got = rows(db, "SELECT ts, prompt_tokens, completion_tokens, prompt_chars, max_tokens, keywords, source "
-                   "FROM requests ORDER BY ts")
+    got = rows(
+        db,
+        "SELECT ts, prompt_tokens, completion_tokens, prompt_chars, max_tokens, keywords, source "
+        "FROM requests ORDER BY ts",
+    )
     assert got[0][0] == datetime(2023, 11, 16, 18, 15, 46, 680590)
     assert got[0][1:] == (374, 44, 4 * 374, 44, [], "trace")
     assert got[1][1:3] == (4000, 2000)
@@ -64,12 +67,15 @@ def test_second_import_adds_nothing(tmp_path, db):
     assert rows(db, "SELECT rows_imported, rows_skipped FROM imports") == [(1, 0)]
 
 
-@pytest.mark.parametrize("content,needle", [
-    ("", "is empty"),
-    ("   \n\n", "is empty"),
-    ("a,b,c\n1,2,3\n", "not in the file's header"),
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\nx,y,z\n", "no row of"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("", "is empty"),
+        ("   \n\n", "is empty"),
+        ("a,b,c\n1,2,3\n", "not in the file's header"),
+        ("TIMESTAMP,ContextTokens,GeneratedTokens\nx,y,z\n", "no row of"),
+    ],
+)
 def test_wrong_or_empty_files(tmp_path, db, content, needle):
     p = tmp_path / "bad.csv"
     p.write_text(content)
@@ -98,12 +104,17 @@ def test_csv_numeric_offsets_from_start(tmp_path, db):
     m = importers.Mapping("ms", "ms", "in", "out", model_col="model", latency_col="lat", start=start)
     importers.import_file(db, CFG, p, "csv", source="mine", mapping=m)
     assert rows(db, "SELECT ts, latency_ms, source FROM requests ORDER BY ts") == [
-        (start, 250.5, "mine"), (datetime(2026, 3, 1, 12, 0, 1, 500000), 300.0, "mine")]
+        (start, 250.5, "mine"),
+        (datetime(2026, 3, 1, 12, 0, 1, 500000), 300.0, "mine"),
+    ]
 
 
 def test_jsonl_mapping_and_bad_lines(tmp_path, db):
     p = tmp_path / "t.jsonl"
-    p.write_text('{"t": "2026-01-01T00:00:00Z", "p": 10, "c": 3}\n[1,2]\n{oops\n{"t": "2026-01-01T00:00:01Z", "p": "x", "c": 1}\n')
+    p.write_text(
+        '{"t": "2026-01-01T00:00:00Z", "p": 10, "c": 3}\n[1,2]\n{oops\n'
+        '{"t": "2026-01-01T00:00:01Z", "p": "x", "c": 1}\n'
+    )
     r = importers.import_file(db, CFG, p, "jsonl", mapping=importers.Mapping("t", "iso", "p", "c"))
     assert r.imported == 1
     assert [ln for ln, _ in r.problems] == [2, 3, 4]
@@ -116,30 +127,41 @@ def test_jsonl_mapping_and_bad_lines(tmp_path, db):
 def test_openai_format(tmp_path, db):
     p = tmp_path / "chats.jsonl"
     lines = [
-        {"messages": [{"role": "user", "content": "Please analyze the session context"}],
-         "usage": {"prompt_tokens": 9, "completion_tokens": 40}, "model": "gpt-x", "created": 1767225600},
+        {
+            "messages": [{"role": "user", "content": "Please analyze the session context"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 40},
+            "model": "gpt-x",
+            "created": 1767225600,
+        },
         {"messages": [{"role": "user", "content": "hi"}], "choices": [{"message": {"content": "hello there"}}]},
         {"nothing": 1},
     ]
     p.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     r = importers.import_file(db, CFG, p, "openai")
     assert (r.imported, [ln for ln, _ in r.problems]) == (2, [3])
-    got = rows(db, "SELECT ts, prompt_tokens, completion_tokens, keywords, complexity FROM requests ORDER BY prompt_tokens DESC")
+    got = rows(
+        db,
+        "SELECT ts, prompt_tokens, completion_tokens, keywords, complexity FROM requests ORDER BY prompt_tokens DESC",
+    )
     assert got[0] == (datetime(2026, 1, 1), 9, 40, ["analyze", "context", "session"], 0.5)
     assert got[1][1:3] == (1, 3)  # estimated from the text: 2 chars -> 1 token, 11 chars -> 3
 
 
 def test_labels_format(tmp_path, db):
     p = tmp_path / "labels.csv"
-    p.write_text("prompt,weak,strong,weak_response,strong_response\n"
-                 '"What is 2+2?",True,True,4,The answer is 4\n'
-                 '"multi\nline",False,True,x,yyyy yyyy\n'
-                 "bad,maybe,True,,\n")
+    p.write_text(
+        "prompt,weak,strong,weak_response,strong_response\n"
+        '"What is 2+2?",True,True,4,The answer is 4\n'
+        '"multi\nline",False,True,x,yyyy yyyy\n'
+        "bad,maybe,True,,\n"
+    )
     r = importers.import_file(db, CFG, p, "labels")
     assert r.imported == 2 and r.labelled_models == ["weak", "strong"]
     assert r.problems == [(5, "weak 'maybe' is not True or False")]
     assert rows(db, "SELECT model, count(*), sum(correct::INT) FROM request_labels GROUP BY 1 ORDER BY 1") == [
-        ("strong", 2, 2), ("weak", 2, 1)]
+        ("strong", 2, 2),
+        ("weak", 2, 1),
+    ]
 
 
 @needs_data
@@ -156,8 +178,12 @@ def test_real_azure_traces(db):
         expect[name] = (n, ptok, ctok)
         r = importers.import_file(db, CFG, path, "azure")
         assert (r.imported, r.skipped) == (n, 0)
-    got = {s: (c, p, q) for s, c, p, q in rows(
-        db, "SELECT source, count(*), sum(prompt_tokens), sum(completion_tokens) FROM requests GROUP BY 1")}
+    got = {
+        s: (c, p, q)
+        for s, c, p, q in rows(
+            db, "SELECT source, count(*), sum(prompt_tokens), sum(completion_tokens) FROM requests GROUP BY 1"
+        )
+    }
     assert got == expect
     assert expect["azure_llm_2023_conv"][0] == 19_366 and expect["azure_llm_2023_code"][0] == 8_819
 

@@ -74,9 +74,15 @@ def test_file_is_released_when_idle(tmp_path):
 def test_records_go_to_inbox_while_another_process_holds_the_file(tmp_path):
     path = tmp_path / "busy.duckdb"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); "
-                               "time.sleep(1.5); c.close()"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(path)!r}); print('held', flush=True); "
+            "time.sleep(1.5); c.close()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     db = Database(path)
     w = Writer(db, 0.02)
@@ -115,9 +121,14 @@ def test_migrations_run_twice_change_nothing(tmp_path):
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
     first = migrations.apply(con)
     assert first == [m.__name__ for m in migrations.MIGRATIONS]
-    tables = con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL").fetchall()
+    tables = con.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL"
+    ).fetchall()
     assert migrations.apply(con) == []
-    assert con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL").fetchall() == tables
+    assert (
+        con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY ALL").fetchall()
+        == tables
+    )
     assert con.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(migrations.MIGRATIONS)
     con.close()
 
@@ -149,15 +160,28 @@ def test_two_writers_and_a_reader_share_the_file(tmp_path):
     first.close()
     env = {**os.environ, "SOPHIA_DB": path}
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER_CHILD.format(
-            root=ROOT, path=path, n=10_000, source=f"w{k}", pace=0.1, confirm=False)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER_CHILD.format(root=ROOT, path=path, n=10_000, source=f"w{k}", pace=0.1, confirm=False),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(2)
     ]
     reader_runs, errors = 0, []
     while any(w.poll() is None for w in writers) or reader_runs < 2:
-        r = subprocess.run([sys.executable, "-m", "sophia.cli", "stats", "--json"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "sophia.cli", "stats", "--json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         reader_runs += 1
         if r.returncode != 0 or "lock" in r.stderr.lower():
             errors.append(r.stderr)
@@ -168,6 +192,8 @@ def test_two_writers_and_a_reader_share_the_file(tmp_path):
     db = Database(path)
     with db.cursor() as cur:
         assert dict(cur.execute("SELECT source, count(*) FROM requests GROUP BY 1").fetchall()) == {
-            "w0": 10_000, "w1": 10_000}
+            "w0": 10_000,
+            "w1": 10_000,
+        }
         assert cur.execute("SELECT count(DISTINCT request_id) FROM requests").fetchone()[0] == 20_000
     db.close()

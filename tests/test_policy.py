@@ -20,7 +20,11 @@ def decide(text: str, max_tokens: int | None = None, cfg=CFG, **state):
 def test_reference_hello():
     d = decide("Hello!", 100)
     assert (d.tier, d.endpoint, d.model, d.reason) == (
-        "serverless", "serverless", "llama-4-scout-17b-16e-instruct", "cost-optimized")
+        "serverless",
+        "serverless",
+        "llama-4-scout-17b-16e-instruct",
+        "cost-optimized",
+    )
     assert d.complexity == 0
     # 6 characters -> 2 estimated tokens at $0.08/M, 100 tokens at $0.30/M
     assert d.estimated_cost_usd == pytest.approx((2 * 0.08 + 100 * 0.30) / 1e6, abs=1e-12)
@@ -81,8 +85,9 @@ def test_estimated_tokens_round_up():
 
 
 def test_cost_rule_fires_with_an_expensive_primary():
-    models = tuple(replace(m, output_per_mtok=500.0) if m.name == CFG.routing.serverless_model else m
-                   for m in CFG.models)
+    models = tuple(
+        replace(m, output_per_mtok=500.0) if m.name == CFG.routing.serverless_model else m for m in CFG.models
+    )
     cfg = replace(CFG, models=models)
     d = decide("Hello!", 300, cfg)  # 300 x $500/M = $0.15 > $0.10
     assert (d.tier, d.endpoint, d.reason) == ("dedicated", "sophia-data-pipeline", "cost-optimization")
@@ -94,8 +99,13 @@ def test_cost_rule_fires_with_an_expensive_primary():
 
 def test_cost_threshold_is_exact():
     # exactly $0.10 is not greater than $0.10
-    cfg = replace(CFG, models=tuple(replace(m, input_per_mtok=0.0, output_per_mtok=500.0)
-                                    if m.name == CFG.routing.serverless_model else m for m in CFG.models))
+    cfg = replace(
+        CFG,
+        models=tuple(
+            replace(m, input_per_mtok=0.0, output_per_mtok=500.0) if m.name == CFG.routing.serverless_model else m
+            for m in CFG.models
+        ),
+    )
     assert decide("hi", 200, cfg).reason == "cost-optimized"
     assert decide("hi", 201, cfg).reason == "cost-optimization"
 
@@ -129,10 +139,13 @@ def test_table_matches_single_requests():
         n = int(rng.integers(0, 12_000))
         texts.append(" ".join(rng.choice(words, size=int(rng.integers(0, 5)))) + "z" * n)
         mts.append(int(rng.choice([50, 512, 1000, 1001, 4000])))
-    fs = [features.extract([{"role": "user", "content": t}], m, CFG.scorer, 512) for t, m in zip(texts, mts)]
+    fs = [
+        features.extract([{"role": "user", "content": t}], m, CFG.scorer, 512) for t, m in zip(texts, mts, strict=False)
+    ]
     counts = policy.group_counts_from_keywords([f.keywords for f in fs], CFG.scorer)
-    out = policy.decide_table(np.array([f.prompt_chars for f in fs]), np.array([f.est_prompt_tokens for f in fs]),
-                              np.array(mts), counts, CFG)
+    out = policy.decide_table(
+        np.array([f.prompt_chars for f in fs]), np.array([f.est_prompt_tokens for f in fs]), np.array(mts), counts, CFG
+    )
     singles = [policy.decide(f, CFG) for f in fs]
     assert list(out["tier"]) == [d.tier for d in singles]
     assert list(out["reason"]) == [d.reason for d in singles]

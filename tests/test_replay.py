@@ -38,8 +38,9 @@ def test_replay_reproduces_demo_decisions(db):
     assert r.runtime_only > 0  # demo traffic has failovers
     assert r.changed_decisions == 0
     with db.cursor() as cur:
-        recorded = [row[0] for row in cur.execute(
-            "SELECT policy_reason FROM requests ORDER BY ts, request_id").fetchall()]
+        recorded = [
+            row[0] for row in cur.execute("SELECT policy_reason FROM requests ORDER BY ts, request_id").fetchall()
+        ]
     assert [replay.policy.POLICY_REASONS[c] for c in r.code] == recorded
     # other settings change decisions, and the count says so
     moved = replay.replay(t, CFG.with_routing(complexity_threshold=0.2))
@@ -52,18 +53,28 @@ def test_replay_reproduces_live_routing(db):
     with db.cursor() as cur:
         version = versions.ensure(cur, CFG)
     router = Router(CFG, w, sleep=lambda s: None, policy_version=version)
-    prompts = ["hi", "Please analyze and process this long session context " * 40, "x" * 6000,
-               "remember the stream context", "generate training data " * 100]
+    prompts = [
+        "hi",
+        "Please analyze and process this long session context " * 40,
+        "x" * 6000,
+        "remember the stream context",
+        "generate training data " * 100,
+    ]
     for i, text in enumerate(prompts * 4):
-        router.chat(ChatRequest([{"role": "user", "content": f"{i} {text}"}], max_tokens=[64, 2048][i % 2],
-                                source="playground"))
+        router.chat(
+            ChatRequest([{"role": "user", "content": f"{i} {text}"}], max_tokens=[64, 2048][i % 2], source="playground")
+        )
     w.close()
     t = load(db, ["playground"])
     r = replay.replay(t, CFG)
     assert r.requests == 20 and r.changed_decisions == 0
     with db.cursor() as cur:
-        tiers = [row[0] for row in cur.execute(
-            "SELECT tier FROM requests WHERE reason NOT IN ('failover', 'cache') ORDER BY ts, request_id").fetchall()]
+        tiers = [
+            row[0]
+            for row in cur.execute(
+                "SELECT tier FROM requests WHERE reason NOT IN ('failover', 'cache') ORDER BY ts, request_id"
+            ).fetchall()
+        ]
     assert {"serverless", "dedicated"} <= set(tiers)
 
 
@@ -71,13 +82,17 @@ def test_metered_cost_equals_independent_computation(tmp_path, db):
     p = tmp_path / "t.csv"
     rng = np.random.default_rng(0)
     pt, ct = rng.integers(1, 3000, 200), rng.integers(1, 900, 200)
-    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
-        f"2024-01-01 00:{i // 60:02d}:{i % 60:02d},{a},{b}\n" for i, (a, b) in enumerate(zip(pt, ct))))
+    p.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        + "".join(
+            f"2024-01-01 00:{i // 60:02d}:{i % 60:02d},{a},{b}\n" for i, (a, b) in enumerate(zip(pt, ct, strict=False))
+        )
+    )
     importers.import_file(db, CFG, p, "azure")
     t = load(db)
     r = replay.replay(t, CFG)  # all serverless on the primary model
     assert r.by_tier == {"serverless": 200}
-    expected = sum(int(a) * 0.08 + int(b) * 0.30 for a, b in zip(pt, ct)) / 1e6
+    expected = sum(int(a) * 0.08 + int(b) * 0.30 for a, b in zip(pt, ct, strict=False)) / 1e6
     assert r.metered_cost_usd == pytest.approx(expected, abs=1e-8)
     # everything dedicated (cost threshold 0): no metered cost, a GPU-time share instead
     d = replay.replay(t, CFG.with_routing(cost_threshold_usd=0.0))
@@ -101,10 +116,14 @@ def test_sweep_is_monotonic_and_has_101_points(db):
 
 @needs_data
 def test_labelled_gsm8k_quality_and_curves(db):
-    contaminated = {json.loads(line)["eval_prompt"] for line in
-                    (DATA / "labels" / "routellm_gsm8k_contaminated.jsonl").read_text().splitlines() if line.strip()}
-    r = importers.import_file(db, CFG, DATA / "labels" / "routellm_gsm8k_responses.csv", "labels",
-                              exclude_prompts=contaminated)
+    contaminated = {
+        json.loads(line)["eval_prompt"]
+        for line in (DATA / "labels" / "routellm_gsm8k_contaminated.jsonl").read_text().splitlines()
+        if line.strip()
+    }
+    r = importers.import_file(
+        db, CFG, DATA / "labels" / "routellm_gsm8k_responses.csv", "labels", exclude_prompts=contaminated
+    )
     assert r.imported == 1319 - len(contaminated)
     t = load(db)
     tiers = replay.label_tiers(t)

@@ -34,8 +34,9 @@ BULK_MAX_TOKENS = 400_000  # 400k x $0.30/M > $0.10: cost-optimization (bulk end
 
 
 def req(text: str = "Hello!", max_tokens: int = 100, rid: str | None = None, **kw) -> ChatRequest:
-    return ChatRequest(messages=[{"role": "user", "content": text}], max_tokens=max_tokens,
-                       request_id=rid, source="api", **kw)
+    return ChatRequest(
+        messages=[{"role": "user", "content": text}], max_tokens=max_tokens, request_id=rid, source="api", **kw
+    )
 
 
 def fake_prompt_tokens(text: str) -> int:
@@ -77,8 +78,9 @@ def make_router(fleet, log, clock):
     made: list[Router] = []
 
     def make(*, serverless_url: str | None = None, sleep=None, backends=None, clock_=None, **overrides) -> Router:
-        cfg = make_config(serverless_url or fleet["serverless"].base_url,
-                          [fleet[n].base_url for n in DEDICATED_NAMES], **overrides)
+        cfg = make_config(
+            serverless_url or fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES], **overrides
+        )
         r = Router(cfg, writer, backends, clock=clock_ or clock, sleep=sleep or (lambda s: None))
         made.append(r)
         return r
@@ -109,8 +111,12 @@ def test_decisions_and_failover_chains_follow_design(make_router):
     assert [e for e, _ in d.chain] == ["serverless", CORE, PIPELINE, PRODUCTION]
     d = r.decide(req(HIGH, 100))
     assert (d.tier, d.endpoint, d.reason, d.complexity) == ("dedicated", CORE, "high-complexity", 0.9)
-    assert list(d.chain) == [(CORE, DEDICATED_MODEL), (PIPELINE, DEDICATED_MODEL), (PRODUCTION, DEDICATED_MODEL),
-                             ("serverless", MAVERICK)]
+    assert list(d.chain) == [
+        (CORE, DEDICATED_MODEL),
+        (PIPELINE, DEDICATED_MODEL),
+        (PRODUCTION, DEDICATED_MODEL),
+        ("serverless", MAVERICK),
+    ]
     d = r.decide(req("Summarise the log.", BULK_MAX_TOKENS))
     assert (d.tier, d.endpoint, d.reason) == ("dedicated", PIPELINE, "cost-optimization")
     assert [e for e, _ in d.chain] == [PIPELINE, PRODUCTION, CORE, "serverless"]
@@ -137,8 +143,9 @@ def test_plain_reply_is_recorded_once_with_metered_cost(make_router, fleet, rows
     assert row["error"] is None and row["error_kind"] is None
     assert row["latency_ms"] > 0 and row["ttft_ms"] > 0
     assert row["prompt_text"] is None and row["response_text"] is None  # privacy: off
-    assert fleet["serverless"].requests == [{"model": SCOUT, "messages": [{"role": "user", "content": "Hello!"}],
-                                             "max_tokens": 100, "stream": False}]
+    assert fleet["serverless"].requests == [
+        {"model": SCOUT, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100, "stream": False}
+    ]
     assert calls(fleet) == {"serverless": 1, CORE: 0, PIPELINE: 0, PRODUCTION: 0}
 
 
@@ -240,7 +247,11 @@ def test_dedicated_failure_goes_to_next_dedicated(make_router, fleet, rows):
     assert res.text == REPLIES[PIPELINE]
     row = only(rows())
     assert (row["endpoint"], row["tier"], row["reason"], row["policy_reason"]) == (
-        PIPELINE, "dedicated", "failover", "high-complexity")
+        PIPELINE,
+        "dedicated",
+        "failover",
+        "high-complexity",
+    )
     assert row["failover_path"] == [CORE, PIPELINE] and row["attempts"] == 3
     p, c = fake_prompt_tokens(HIGH), words(REPLIES[PIPELINE])
     assert row["amortized_cost_usd"] == amortized(r.cfg, PIPELINE, p, c)
@@ -271,8 +282,12 @@ def test_all_dedicated_fail_then_serverless_premium(make_router, fleet, rows, st
     row = only(rows())
     assert row["failover_path"] == [CORE, PIPELINE, PRODUCTION, "serverless"]
     assert row["attempts"] == 7
-    assert (row["tier"], row["endpoint"], row["model"], row["reason"]) == ("serverless", "serverless", MAVERICK,
-                                                                           "failover")
+    assert (row["tier"], row["endpoint"], row["model"], row["reason"]) == (
+        "serverless",
+        "serverless",
+        MAVERICK,
+        "failover",
+    )
     p, c = fake_prompt_tokens(HIGH), 5
     assert row["metered_cost_usd"] == metered(r.cfg, MAVERICK, p, c)  # premium prices, not the primary's
     assert row["metered_cost_usd"] != metered(r.cfg, SCOUT, p, c)
@@ -295,7 +310,8 @@ def test_every_endpoint_failing_is_a_clear_error(make_router, fleet, rows, strea
     row = only(rows())
     assert (row["status"], row["error_kind"]) == ("error", "http_status")
     assert row["error"].startswith(
-        "every endpoint failed (serverless → sophia-ai-core → sophia-data-pipeline → sophia-production)")
+        "every endpoint failed (serverless → sophia-ai-core → sophia-data-pipeline → sophia-production)"
+    )
     assert "HTTP 500" in row["error"]
     assert row["failover_path"] == list(NAMES) and row["attempts"] == 8
     assert (row["prompt_tokens"], row["completion_tokens"]) == (0, 0)
@@ -473,8 +489,13 @@ def test_errors_are_not_cached(make_router, fleet, rows):
 
 
 def test_cache_hit_of_a_simulated_reply_is_labelled_simulated(make_router, fleet, rows):
-    ep = Endpoint(name="serverless", tier="serverless", kind="simulated", models=(SCOUT,),
-                  simulation=Simulation(ttft_ms=0, tpot_ms=0))
+    ep = Endpoint(
+        name="serverless",
+        tier="serverless",
+        kind="simulated",
+        models=(SCOUT,),
+        simulation=Simulation(ttft_ms=0, tpot_ms=0),
+    )
     r0 = make_router(cache={"enabled": True})
     backends = dict(r0.backends, serverless=SimulatedBackend(ep, sleep=lambda s: None))
     r = make_router(cache={"enabled": True}, backends=backends)
@@ -547,3 +568,34 @@ def test_exactly_one_record_per_request_across_outcomes(make_router, fleet, rows
         ("m-failover", "ok", "failover"),
         ("m-ok", "ok", "cost-optimized"),
     ]
+
+
+# --- records whatever the consumer does -------------------------------------------------
+
+
+def test_stream_closed_before_first_byte_is_recorded_once(make_router, fleet, rows):
+    router = make_router()
+    handle = router.stream(req("never read"))
+    handle.close()
+    handle.close()  # closing twice records once
+    row = only(rows())
+    assert (row["status"], row["attempts"], row["error_kind"]) == ("cancelled", 0, "cancelled")
+    assert calls(fleet) == {n: 0 for n in fleet}
+    assert handle.result is not None and handle.result.status == "cancelled"
+
+
+def test_session_settings_are_not_recorded_as_a_policy_version(make_router, rows):
+    router = make_router()
+    router.policy_version = 7
+    router.chat(req("a"))
+    router.chat(req("b"), cfg=router.cfg.with_routing(complexity_threshold=0.1))
+    got = sorted((r["policy_version"] is None) for r in rows())
+    assert got == [False, True]
+
+
+def test_cache_does_not_cross_settings(make_router, fleet, rows):
+    router = make_router(cache={"enabled": True})
+    router.chat(req("same"))
+    router.chat(req("same"), cfg=router.cfg.with_routing(complexity_threshold=0.1))
+    router.chat(req("same"))
+    assert [r["cached"] for r in sorted(rows(), key=lambda r: r["ts"])] == [False, False, True]
