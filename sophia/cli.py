@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import config as config_mod
-from . import demo, importers, replay, stats, versions
+from . import budget_store, demo, importers, replay, spend, stats, versions
+from . import alerts as alerts_mod
+from . import budgets as bmod
 from .db import Database, DatabaseBusy, DatabaseError, default_path
 from .features import RequestError
 from .router import ChatRequest, Router
@@ -120,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--complexity-threshold", type=_unit)
     rp.add_argument("--cost-threshold", type=_nonneg, help="USD")
     rp.add_argument("--sweep", action="store_true", help="print the policy over 101 complexity thresholds")
+
+    b = sub.add_parser("budget", parents=[common], help="budgets: spend, state, forecast, alerts; set or delete")
+    bsub = b.add_subparsers(dest="budget_cmd", metavar="ACTION", parser_class=_Parser)
+    bs = bsub.add_parser("set", parents=[common], help="add or change a budget")
+    bs.add_argument("name")
+    bs.add_argument("--scope", default="global", help="global, tier:NAME, endpoint:NAME or model:NAME")
+    bs.add_argument("--period", choices=("day", "week", "month"), default="month")
+    bs.add_argument("--amount", type=_nonneg, required=True, help="USD per period")
+    bs.add_argument("--soft", type=_unit, default=0.8, help="soft limit as a share of the amount (default 0.8)")
+    bs.add_argument("--action", choices=("downgrade", "dedicated-only", "block"), default="downgrade")
+    bs.add_argument("--sources", help="comma-separated sources counted (default playground,cli,api)")
+    bd = bsub.add_parser("delete", parents=[common], help="remove a budget")
+    bd.add_argument("name")
+
+    x = sub.add_parser("export", parents=[common], help="export spend as CSV")
+    xsub = x.add_subparsers(dest="export_what", metavar="WHAT", parser_class=_Parser)
+    xs = xsub.add_parser("spend", parents=[common], help="spend by period and group")
+    xs.add_argument("--by", choices=("day", "week", "month"), default="day")
+    xs.add_argument(
+        "--group", action="append", default=[], help="tier, endpoint or model (repeatable or comma-separated)"
+    )
+    xs.add_argument("--source", action="append", help="only this source (repeatable)")
+    xs.add_argument("--out", help="file to write (default: standard output)")
 
     v = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible API server")
     v.add_argument("--host", default="127.0.0.1")
@@ -394,6 +419,101 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_budget(args) -> int:
+    if args.budget_cmd is None:
+        _need_db(args)
+    rt = Runtime.open(_opt(args, "config"), _opt(args, "db"), on_wait=_progress)
+    try:
+        if args.budget_cmd == "set":
+            raw = {
+                "name": args.name,
+                "scope": args.scope,
+                "period": args.period,
+                "amount_usd": args.amount,
+                "soft_limit": args.soft,
+                "action": args.action,
+            }
+            if args.sources:
+                raw["sources"] = [x.strip() for x in args.sources.split(",") if x.strip()]
+            new = bmod.parse_budget(raw, rt.cfg)
+            kept = [b for b in rt.guard.budgets if b.name != new.name]
+            version = rt.save_budgets([*kept, new], origin="cli")
+            _out(
+                args,
+                {"version": version, "budget": new.as_dict()},
+                f"budget '{new.name}' saved ({new.scope}, ${new.amount_usd:,.2f} a {new.period}, "
+                f"{new.action} at the limit); budgets version {version}",
+            )
+            return 0
+        if args.budget_cmd == "delete":
+            kept = [b for b in rt.guard.budgets if b.name != args.name]
+            if len(kept) == len(rt.guard.budgets):
+                names = ", ".join(b.name for b in rt.guard.budgets) or "none"
+                raise CLIError(f"no budget named {args.name!r} (budgets: {names})")
+            version = rt.save_budgets(kept, origin="cli")
+            _out(args, {"version": version, "deleted": args.name}, f"budget '{args.name}' deleted; version {version}")
+            return 0
+        rt.guard.check_time()
+        rt.check_forecasts()
+        rt.notifier.drain()
+        forecasts = rt.forecasts()
+        with rt.reader() as cur:
+            recent = alerts_mod.recent(cur, 20)
+        rows = []
+        for s in rt.guard.snapshot():
+            rows.append(
+                {
+                    **s,
+                    "period_start": s["period_start"].isoformat() + "Z",
+                    "period_end": s["period_end"].isoformat() + "Z",
+                    "forecast": forecasts[s["name"]].as_dict(),
+                }
+            )
+    finally:
+        rt.close()
+    alerts_out = [
+        {**a, "period_start": a["period_start"].isoformat() + "Z", "created_at": a["created_at"].isoformat() + "Z"}
+        for a in recent
+    ]
+    if _opt(args, "json"):
+        print(json.dumps({"budgets": rows, "alerts": alerts_out}, indent=2))
+        return 0
+    if not rows:
+        print("no budget is set: add one with `sophia budget set NAME --amount USD [--scope ...] [--period ...]`")
+    for r in rows:
+        f = r["forecast"]
+        out = f" — runs out {f['runs_out_at']}" if f["runs_out_at"] else ""
+        print(
+            f"{r['name']:<20} {r['scope']:<28} per {r['period']:<5} ${r['spent_usd']:>10,.2f} of "
+            f"${r['amount_usd']:,.2f} ({r['percent']:.0f}%, {r['state']}) reserved ${r['reserved_usd']:,.4f}; "
+            f"forecast ${f['projected_usd']:,.2f} [{f['projected_low_usd']:,.2f}–{f['projected_high_usd']:,.2f}]{out}"
+        )
+    for a in alerts_out[:10]:
+        print(f"alert {a['created_at']}: {a['message']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    if args.export_what != "spend":
+        raise CLIError("say what to export: `sophia export spend --by day|week|month`")
+    cfg = config_mod.load(_opt(args, "config"))
+    _, alert_settings = bmod.from_config(cfg)
+    groups = [g.strip() for item in args.group for g in item.split(",") if g.strip()]
+    db = Database(_need_db(args))
+    try:
+        with db.cursor(on_wait=_progress) as cur:
+            df = spend.spend(cur, cfg, args.by, groups, args.source, alert_settings.timezone)
+    finally:
+        db.close()
+    text = spend.to_csv(df)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(df):,} rows to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from . import server  # the ASGI stack is only imported when serving
 
@@ -410,6 +530,8 @@ COMMANDS = {
     "serve": cmd_serve,
     "import": cmd_import,
     "replay": cmd_replay,
+    "budget": cmd_budget,
+    "export": cmd_export,
 }
 
 

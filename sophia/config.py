@@ -17,7 +17,7 @@ PRIVACY_MODES = ("off", "redacted", "on")
 ENDPOINT_KINDS = ("simulated", "openai")
 DEFAULT_CONFIG = "sophia.toml"
 # Sections whose keys are validated by the module that uses them.
-EXTRA_SECTIONS = ("server", "budgets")
+EXTRA_SECTIONS = ("server", "budgets", "alerts")
 
 
 class ConfigError(ValueError):

@@ -52,11 +52,48 @@ def m004_request_labels(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m005_request_instance(con: duckdb.DuckDBPyConnection) -> None:
+    # The process that routed a request, so a process can tell its own spend from others'.
+    con.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS instance VARCHAR")
+
+
+def m006_alerts(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS alerts (
+             budget VARCHAR NOT NULL,
+             kind VARCHAR NOT NULL,          -- soft | hard | forecast
+             period_start TIMESTAMP NOT NULL,
+             created_at TIMESTAMP NOT NULL,
+             spent_usd DOUBLE NOT NULL,
+             amount_usd DOUBLE NOT NULL,
+             message VARCHAR NOT NULL,
+             delivered BOOLEAN,              -- webhook outcome; NULL when there is no webhook
+             PRIMARY KEY (budget, kind, period_start)
+           )"""
+    )
+
+
+def m007_budget_versions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS budget_versions (
+             version INTEGER PRIMARY KEY,
+             created_at TIMESTAMP NOT NULL,
+             digest VARCHAR NOT NULL,
+             origin VARCHAR NOT NULL,
+             note VARCHAR,
+             budgets JSON NOT NULL
+           )"""
+    )
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_requests,
     m002_settings_versions,
     m003_imports,
     m004_request_labels,
+    m005_request_instance,
+    m006_alerts,
+    m007_budget_versions,
 ]
 
 

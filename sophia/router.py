@@ -58,6 +58,8 @@ class Result:
     streamed: bool = False
     ts: datetime | None = None
     policy_version: int | None = None
+    reservation: object | None = field(default=None, repr=False)
+    recorded: bool = field(default=False, repr=False)
 
     @property
     def cost_usd(self) -> float:
@@ -151,6 +153,8 @@ class Router:
             [e.name for e in cfg.endpoints], cfg.failover.failure_threshold, cfg.failover.cooldown_s, clock
         )
         self._digest_memo: tuple[Config, str] | None = None
+        self.guard = None  # a budgets.BudgetGuard when budgets are enforced
+        self.instance = uuid.uuid4().hex[:12]  # this process, in every record it writes
         self.cache = ResponseCache(cfg.cache.max_entries, cfg.cache.ttl_s, clock) if cfg.cache.enabled else None
 
     # --- deciding -----------------------------------------------------------------------
@@ -159,13 +163,15 @@ class Router:
         cfg = cfg or self.cfg
         return feats.extract(req.messages, req.max_tokens, cfg.scorer, cfg.routing.default_max_tokens)
 
-    def decide(self, req: ChatRequest, cfg: Config | None = None) -> policy.Decision:
-        """The decision for a request under the current runtime state; nothing is called."""
-        cfg = cfg or self.cfg
-        state = policy.RuntimeState(
+    def _state(self, req: ChatRequest) -> policy.RuntimeState:
+        return policy.RuntimeState(
             unhealthy=self.health.unhealthy(), force_tier=req.force_tier, force_model=req.force_model
         )
-        return policy.decide(self.features(req, cfg), cfg, state)
+
+    def decide(self, req: ChatRequest, cfg: Config | None = None) -> policy.Decision:
+        """The decision for a request under the current runtime state; nothing is called or reserved."""
+        cfg = cfg or self.cfg
+        return policy.decide(self.features(req, cfg), cfg, self._state(req))
 
     # --- routing ------------------------------------------------------------------------
 
@@ -183,7 +189,13 @@ class Router:
 
     def _run(self, req: ChatRequest, cfg: Config, stream: bool) -> StreamHandle:
         # Validation errors surface here, before anything is routed or recorded.
-        decision = self.decide(req, cfg)
+        f = self.features(req, cfg)
+        state = self._state(req)
+        reservation = None
+        if self.guard is not None:  # decide under budget pressure and reserve, atomically
+            decision, reservation = self.guard.admit(lambda st: policy.decide(f, cfg, st), state, req.source, cfg)
+        else:
+            decision = policy.decide(f, cfg, state)
         # A record names the version it was routed under; per-call settings are no version.
         version = self.policy_version if cfg is self.cfg else None
         res = Result(
@@ -195,12 +207,13 @@ class Router:
             streamed=stream,
             policy_version=version,
         )
+        res.reservation = reservation
 
         def abandon() -> None:  # closed before the first byte was asked for
             res.status, res.error_kind = "cancelled", "cancelled"
             res.error = "the client went away before the reply started"
             handle.result = res
-            self._record(req, cfg, decision, res)
+            self._finish(req, cfg, decision, res)
 
         handle = StreamHandle(iter(()), abandon)
         handle._gen = self._attempts(req, cfg, decision, res, stream, handle)
@@ -231,9 +244,12 @@ class Router:
             if d.refused:
                 res.status, res.error_kind = "refused", "budget"
                 res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
+                which = getattr(res.reservation, "limited_by", None)
                 res.error = (
-                    "refused: a budget's hard limit is reached (action: block); "
-                    "raise the budget or wait for the next period"
+                    f"refused: budget {which!r} has reached its limit (action: block); "
+                    "raise it or wait for its next period"
+                    if which
+                    else "refused: a budget has reached its limit (action: block)"
                 )
                 return
             retries = cfg.failover.max_retries
@@ -310,7 +326,7 @@ class Router:
                     ),
                 )
             handle.result = res
-            self._record(req, cfg, d, res)
+            self._finish(req, cfg, d, res)
 
     def _settings_digest(self, cfg: Config) -> str:
         memo = self._digest_memo
@@ -342,6 +358,15 @@ class Router:
             )
         else:
             res.amortized_cost_usd = pricing.amortized_cost(res.prompt_tokens, res.completion_tokens, ep)
+
+    def _finish(self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result) -> None:
+        """Settle the budget reservation with the actual cost, then record: once."""
+        if res.recorded:
+            return
+        res.recorded = True
+        if self.guard is not None and res.reservation is not None:
+            self.guard.settle(res.reservation, res.tier, res.endpoint, res.model, res.metered_cost_usd, req.source)
+        self._record(req, cfg, d, res)
 
     def _record(self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result) -> None:
         if self.writer is None:
@@ -387,6 +412,7 @@ class Router:
                 "api_key_id": req.api_key_id,
                 "prompt_text": prompt,
                 "response_text": stored_text(res.text, cfg.store_prompts),
+                "instance": self.instance,
             }
         )
 

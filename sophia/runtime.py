@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+from . import alerts as alerts_mod
+from . import budget_store, versions
+from . import budgets as bmod
 from . import config as config_mod
-from . import versions
 from .backends import Backend
 from .config import Config
-from .db import Database
+from .db import Database, DatabaseBusy, DatabaseError
+from .guard import BudgetGuard
 from .router import Router
 from .writer import Writer
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -22,6 +32,13 @@ class Runtime:
     db: Database
     writer: Writer
     router: Router
+    guard: BudgetGuard
+    notifier: alerts_mod.Notifier
+    alert_settings: bmod.AlertSettings
+    budget_version: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _forecast_alerted: set = field(default_factory=set)
 
     @classmethod
     def open(
@@ -33,14 +50,31 @@ class Runtime:
         backends: dict[str, Backend] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[float], None] | None = None,
+        now: Callable[[], datetime] = _utcnow,
     ) -> Runtime:
         cfg = cfg or config_mod.load(config_path)
+        _, alert_settings = bmod.from_config(cfg)  # validates [[budgets]] and [alerts] before anything opens
         db = Database(db_path)
         with db.cursor(on_wait=on_wait) as cur:
             version, active = versions.resolve(cur, cfg)
+            budget_version, budgets = budget_store.resolve(cur, cfg)
         writer = Writer(db, cfg.flush_interval_s)
         router = Router(active, writer, backends, sleep=sleep, policy_version=version)
-        return cls(active, db, writer, router)
+        notifier = alerts_mod.Notifier(db, alerts_mod.webhook_url(alert_settings.webhook_url_env))
+        guard = BudgetGuard(active, budgets, bmod.zone(alert_settings.timezone), now=now, on_alert=notifier.raise_alert)
+        router.guard = guard
+        rt = cls(active, db, writer, router, guard, notifier, alert_settings, budget_version)
+        rt.refresh_spend()
+        return rt
+
+    @contextmanager
+    def reader(self, wait_s: float | None = None, on_wait: Callable[[float], None] | None = None):
+        """A cursor that sees this process's own writes (queued records are flushed first)."""
+        self.writer.flush()
+        with self.db.cursor(wait_s, on_wait) as cur:
+            yield cur
+
+    # --- settings and budgets changed here or by another process --------------------------
 
     def apply_settings(self, cfg: Config, note: str | None = None, origin: str = "tuning") -> int:
         """Store new routing settings as a version and route with them from the next request."""
@@ -62,15 +96,99 @@ class Runtime:
         # Swapped together so that a record never names a version it was not routed under.
         self.cfg = cfg
         self.router.cfg, self.router.policy_version = cfg, version
+        self.guard.cfg = cfg
 
-    @contextmanager
-    def reader(self, wait_s: float | None = None, on_wait: Callable[[float], None] | None = None):
-        """A cursor that sees this process's own writes (queued records are flushed first)."""
-        self.writer.flush()
-        with self.db.cursor(wait_s, on_wait) as cur:
-            yield cur
+    def save_budgets(self, budgets: list[bmod.Budget], origin: str = "page", note: str | None = None) -> int:
+        with self.db.cursor() as cur:
+            self.budget_version = budget_store.save(cur, budgets, origin, note)
+        self.guard.set_budgets(budgets)
+        self.refresh_spend()
+        return self.budget_version
+
+    def refresh_budgets(self) -> bool:
+        with self.db.cursor() as cur:
+            latest = budget_store.latest_version(cur)
+            if latest == self.budget_version:
+                return False
+            raw = cur.execute("SELECT budgets FROM budget_versions WHERE version = ?", [latest]).fetchone()[0]
+        self.guard.set_budgets(bmod.from_json(raw, self.cfg))
+        self.budget_version = latest
+        self.refresh_spend()
+        return True
+
+    def refresh_spend(self) -> None:
+        """Spend of the current periods routed by other processes (or before this one started),
+        and the alerts they already raised."""
+        periods = self.guard.periods()
+        with self.db.cursor() as cur:
+            spend = {
+                b.name: (
+                    periods[b.name][0],
+                    budget_store.metered_spend(cur, b, *periods[b.name], exclude_instance=self.router.instance),
+                )
+                for b in self.guard.budgets
+            }
+            raised = cur.execute("SELECT budget, kind, period_start FROM alerts").fetchall()
+        self.guard.load_others(spend)
+        for name, kind, start in raised:
+            self.guard.mark_alerted(name, kind, start)
+
+    def forecasts(self) -> dict[str, bmod.Forecast]:
+        """Each budget's forecast from the trailing window of the log."""
+        now = self.guard.now()
+        window = timedelta(hours=self.alert_settings.forecast_window_hours)
+        out = {}
+        snap = {s["name"]: s for s in self.guard.snapshot()}
+        with self.reader() as cur:
+            for b in self.guard.budgets:
+                s = snap[b.name]
+                start = max(now - window, s["period_start"] - window)
+                hourly = budget_store.hourly_metered(cur, b, start, now)
+                fixed = sum(e.hourly_usd for e in bmod.fixed_endpoints(b, self.cfg))
+                out[b.name] = bmod.forecast(b, s["spent_usd"], hourly, fixed, now, s["period_end"])
+        return out
+
+    def check_forecasts(self) -> None:
+        """A forecast alert when a budget would run out before its period ends (once a period)."""
+        snap = {s["name"]: s for s in self.guard.snapshot()}
+        for b in self.guard.budgets:
+            s = snap[b.name]
+            key = (b.name, s["period_start"])
+            if key in self._forecast_alerted or s["state"] == "hard":
+                continue
+            f = self.forecasts()[b.name]
+            if f.runs_out_at is not None and f.runs_out_at < s["period_end"]:
+                self._forecast_alerted.add(key)
+                self.notifier.raise_alert(b, "forecast", s["period_start"], s["spent_usd"])
+
+    # --- the background thread of long-running processes (app, API server) ----------------
+
+    def start_background(self, interval_s: float = 5.0) -> None:
+        """Every interval: pick up settings, budgets and spend of other processes, re-admit
+        recovered endpoints, and raise alerts that time alone triggers."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.refresh_settings()
+                    self.refresh_budgets()
+                    self.refresh_spend()
+                    self.guard.check_time()
+                    self.check_forecasts()
+                    self.router.check()
+                except (DatabaseBusy, DatabaseError) as e:
+                    print(f"sophia: background refresh skipped: {e}", file=sys.stderr)
+
+        self._thread = threading.Thread(target=loop, name="sophia-refresh", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
         self.writer.close()
+        self.notifier.close()
         self.router.close()
         self.db.close()

@@ -44,6 +44,7 @@ COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("api_key_id", "VARCHAR", pa.string()),
     ("prompt_text", "VARCHAR", pa.string()),
     ("response_text", "VARCHAR", pa.string()),
+    ("instance", "VARCHAR", pa.string()),  # added by migration m005
 )
 
 NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
@@ -51,8 +52,12 @@ ARROW_SCHEMA = pa.schema([(n, t) for n, _, t in COLUMNS])
 STATUSES = ("ok", "error", "refused", "cancelled")
 
 
+# The columns of the first version of the table; later ones come from migrations.
+ORIGINAL = NAMES[: NAMES.index("response_text") + 1]
+
+
 def create_requests_sql() -> str:
-    cols = ",\n  ".join(f"{n} {t}" for n, t, _ in COLUMNS)
+    cols = ",\n  ".join(f"{n} {t}" for n, t, _ in COLUMNS if n in ORIGINAL)
     return f"CREATE TABLE IF NOT EXISTS requests (\n  {cols}\n)"
 
 

@@ -54,6 +54,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() closes connections itself; never wait on a hung client
     allow_reuse_address = True
+    request_queue_size = 256  # many concurrent clients in budget and server tests
 
     def __init__(self, fake: FakeOpenAI) -> None:
         self.fake = fake

@@ -1,0 +1,233 @@
+"""Budget enforcement on the request path, in memory and safe under concurrency.
+
+Before a call, the request's estimated cost is reserved against every budget covering where
+it will go; after the call the reservation is settled with the actual cost. The check and
+the reservation happen under one lock, so concurrent requests can overshoot a hard limit by
+no more than the estimates of the requests in flight. Nothing here touches the database:
+spend routed by other processes is fed in by `load_others`, from a background refresh.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from . import budgets as bmod
+from . import policy, pricing
+from .config import Config
+
+_SEVERITY = {None: 0, "downgrade": 1, "dedicated-only": 2, "block": 3}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Reservation:
+    amount: float
+    names: tuple[str, ...]
+    limited_by: str | None = None  # the budget whose hard limit changed the decision
+
+
+@dataclass
+class _Ledger:
+    start: datetime
+    end: datetime
+    others: float = 0.0  # metered spend this period routed by other processes (or before start-up)
+    own: float = 0.0  # metered spend this period settled by this process
+    reserved: float = 0.0
+    hourly: float = 0.0  # GPU-hours price of the dedicated endpoints in scope
+    alerted: set[str] = field(default_factory=set)
+
+
+Alert = Callable[[bmod.Budget, str, datetime, float], None]
+
+
+class BudgetGuard:
+    def __init__(
+        self,
+        cfg: Config,
+        budgets: list[bmod.Budget],
+        tz: ZoneInfo,
+        now: Callable[[], datetime] = _utcnow,
+        on_alert: Alert | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.tz = tz
+        self.now = now
+        self.on_alert = on_alert
+        self._lock = threading.Lock()
+        self.budgets: list[bmod.Budget] = []
+        self._ledgers: dict[str, _Ledger] = {}
+        self.set_budgets(budgets)
+
+    def set_budgets(self, budgets: list[bmod.Budget]) -> None:
+        with self._lock:
+            now = self.now()
+            old = self._ledgers
+            self.budgets = list(budgets)
+            self._ledgers = {}
+            for b in self.budgets:
+                start, end = bmod.period_bounds(b.period, now, self.tz)
+                keep = old.get(b.name)
+                led = keep if keep and keep.start == start else _Ledger(start, end)
+                led.hourly = bmod.fixed_hourly(b, self.cfg)
+                self._ledgers[b.name] = led
+
+    # --- the request path -----------------------------------------------------------------
+
+    def _roll(self, now: datetime) -> None:
+        for b in self.budgets:
+            led = self._ledgers[b.name]
+            if now >= led.end:  # a new period: spend starts again; in-flight reservations carry
+                start, end = bmod.period_bounds(b.period, now, self.tz)
+                self._ledgers[b.name] = _Ledger(start, end, reserved=led.reserved, hourly=led.hourly)
+
+    def _spent(self, b: bmod.Budget, led: _Ledger, now: datetime) -> float:
+        return led.others + led.own + bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly)
+
+    def estimate(self, d: policy.Decision, cfg: Config) -> float:
+        """The most a decision may spend per token, reserved until it settles.
+
+        Nothing on dedicated GPUs (their hours accrue anyway). On a serverless model, all of
+        `max_tokens` and an upper bound of the prompt's tokens: a token is at least one byte,
+        a character at most four, plus a few tokens of framing a message. A bound, not a
+        guess, so that no settled request can take spend past a hard limit.
+        """
+        if d.refused or d.tier != policy.SERVERLESS:
+            return 0.0
+        f = d.features
+        prompt_bound = 4 * f.prompt_chars + 8 * f.n_messages
+        return pricing.estimated_cost(prompt_bound, f.max_tokens, pricing.price_of(cfg, d.model))
+
+    def admit(
+        self,
+        decide: Callable[[policy.RuntimeState], policy.Decision],
+        state: policy.RuntimeState,
+        source: str,
+        cfg: Config,
+    ) -> tuple[policy.Decision, Reservation]:
+        """Decide under budget pressure and reserve the estimate, atomically."""
+        with self._lock:
+            now = self.now()
+            self._roll(now)
+            d = decide(state)
+            action, soft, limited_by = None, False, None
+            est = self.estimate(d, cfg)
+            for b in self._covering(d, source):
+                led = self._ledgers[b.name]
+                committed = self._spent(b, led, now) + led.reserved
+                if committed + est > b.amount_usd or committed >= b.amount_usd:
+                    if _SEVERITY[b.action] > _SEVERITY[action]:
+                        action, limited_by = b.action, b.name
+                elif committed >= b.soft_limit * b.amount_usd:
+                    soft = True
+            if action or soft:
+                d = decide(replace(state, budget_action=action, budget_soft=soft))
+            est = self.estimate(d, cfg)
+            covering = self._covering(d, source)
+            for b in covering:
+                self._ledgers[b.name].reserved += est
+            return d, Reservation(est, tuple(b.name for b in covering), limited_by)
+
+    def settle(
+        self, r: Reservation, tier: str | None, endpoint: str | None, model: str | None, metered_usd: float, source: str
+    ) -> None:
+        """Release the reservation and count the actual metered cost where it was served."""
+        crossed = []
+        with self._lock:
+            now = self.now()
+            self._roll(now)
+            for name in r.names:  # a reservation of last period was carried over by _roll
+                led = self._ledgers.get(name)
+                if led is not None:
+                    led.reserved = max(0.0, led.reserved - r.amount)
+            if tier is None or not metered_usd:
+                return
+            for b in self.budgets:
+                if source in b.sources and bmod.covers(b, tier, endpoint, model):
+                    led = self._ledgers[b.name]
+                    before = self._spent(b, led, now)
+                    led.own += metered_usd
+                    crossed += self._crossings(b, led, before, self._spent(b, led, now))
+        self._notify(crossed)
+
+    def _covering(self, d: policy.Decision, source: str) -> list[bmod.Budget]:
+        return [b for b in self.budgets if source in b.sources and bmod.covers(b, d.tier, d.endpoint, d.model)]
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def _crossings(self, b: bmod.Budget, led: _Ledger, before: float, after: float) -> list:
+        out = []
+        for kind, limit in (("soft", b.soft_limit * b.amount_usd), ("hard", b.amount_usd)):
+            if after >= limit and kind not in led.alerted:
+                led.alerted.add(kind)
+                out.append((b, kind, led.start, after))
+        return out
+
+    def _notify(self, crossed: list) -> None:
+        if self.on_alert is not None:
+            for b, kind, start, spent in crossed:
+                self.on_alert(b, kind, start, spent)
+
+    def check_time(self) -> None:
+        """Alerts for limits crossed by GPU-hours accruing, with no request to notice them."""
+        crossed = []
+        with self._lock:
+            now = self.now()
+            self._roll(now)
+            for b in self.budgets:
+                led = self._ledgers[b.name]
+                crossed += self._crossings(b, led, 0.0, self._spent(b, led, now))
+        self._notify(crossed)
+
+    def mark_alerted(self, name: str, kind: str, period_start: datetime) -> None:
+        """An alert already raised (by this or another process) this period."""
+        with self._lock:
+            led = self._ledgers.get(name)
+            if led is not None and led.start == period_start:
+                led.alerted.add(kind)
+
+    # --- feeding spend in --------------------------------------------------------------------
+
+    def periods(self) -> dict[str, tuple[datetime, datetime]]:
+        with self._lock:
+            self._roll(self.now())
+            return {n: (led.start, led.end) for n, led in self._ledgers.items()}
+
+    def load_others(self, spend: dict[str, tuple[datetime, float]]) -> None:
+        """Spend of the current period that this process did not route (from the log)."""
+        with self._lock:
+            for name, (start, usd) in spend.items():
+                led = self._ledgers.get(name)
+                if led is not None and led.start == start:
+                    led.others = usd
+
+    def snapshot(self) -> list[dict]:
+        """Each budget's figures now: spent (metered + fixed), reserved, percent, state."""
+        with self._lock:
+            now = self.now()
+            self._roll(now)
+            out = []
+            for b in self.budgets:
+                led = self._ledgers[b.name]
+                fixed = bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly)
+                spent = led.others + led.own + fixed
+                out.append(
+                    {
+                        **b.as_dict(),
+                        "period_start": led.start,
+                        "period_end": led.end,
+                        "metered_usd": round(led.others + led.own, 9),
+                        "fixed_usd": round(fixed, 9),
+                        "spent_usd": round(spent, 9),
+                        "reserved_usd": round(led.reserved, 9),
+                        "percent": round(100 * spent / b.amount_usd, 2),
+                        "state": bmod.state(spent, b),
+                    }
+                )
+            return out
