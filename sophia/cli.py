@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import config as config_mod
-from . import budget_store, demo, importers, replay, spend, stats, versions
 from . import alerts as alerts_mod
 from . import budgets as bmod
+from . import config as config_mod
+from . import demo, importers, replay, spend, stats, versions
 from .db import Database, DatabaseBusy, DatabaseError, default_path
 from .features import RequestError
 from .router import ChatRequest, Router

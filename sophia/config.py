@@ -406,7 +406,7 @@ def parse(data: dict, path: str | None = None) -> Config:
     _check_keys(
         data, {"privacy", "scorer", "routing", "failover", "cache", "endpoints", "models", "log", *EXTRA_SECTIONS}, ""
     )
-    for section in ("privacy", "scorer", "routing", "failover", "cache", "log", *EXTRA_SECTIONS):
+    for section in ("privacy", "scorer", "routing", "failover", "cache", "log", "server", "alerts"):
         if section in data and not isinstance(data[section], dict):
             raise _fail(section, data[section], f"a [{section}] table")
     privacy = data.get("privacy", {})

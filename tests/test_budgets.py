@@ -272,7 +272,8 @@ def test_budgets_are_versioned_and_validated(log):
     cfg = config.load("sophia.toml")
     with db.cursor() as cur:
         v1, bs = budget_store.resolve(cur, cfg)
-        assert bs == []
+        assert [b.name for b in bs] == ["monthly-total", "serverless-daily"]  # from sophia.toml
+        assert budget_store.resolve(cur, cfg) == (v1, bs)  # unchanged file: no new version
         v2 = budget_store.save(cur, [budget(cfg)], "cli")
         assert v2 == v1 + 1 and budget_store.resolve(cur, cfg) == (v2, [budget(cfg)])
     for bad, needle in [({"amount_usd": -1}, "amount_usd"), ({"period": "year"}, "period"),
