@@ -41,6 +41,8 @@ class _Ledger:
     own: float = 0.0  # metered spend this period settled by this process
     reserved: float = 0.0
     hourly: float = 0.0  # GPU-hours price of the dedicated endpoints in scope
+    kind: str = "global"
+    value: str | None = None
     alerted: set[str] = field(default_factory=set)
 
 
@@ -63,6 +65,7 @@ class BudgetGuard:
         self._lock = threading.Lock()
         self.budgets: list[bmod.Budget] = []
         self._ledgers: dict[str, _Ledger] = {}
+        self._next_end = datetime.max  # the soonest period end: nothing to roll before it
         self.set_budgets(budgets)
 
     def set_budgets(self, budgets: list[bmod.Budget]) -> None:
@@ -76,19 +79,27 @@ class BudgetGuard:
                 keep = old.get(b.name)
                 led = keep if keep and keep.start == start else _Ledger(start, end)
                 led.hourly = bmod.fixed_hourly(b, self.cfg)
+                led.kind, led.value = b.scope_kind, b.scope_value
                 self._ledgers[b.name] = led
+            self._next_end = min((led.end for led in self._ledgers.values()), default=datetime.max)
 
     # --- the request path -----------------------------------------------------------------
 
     def _roll(self, now: datetime) -> None:
+        if now < self._next_end:
+            return
         for b in self.budgets:
             led = self._ledgers[b.name]
             if now >= led.end:  # a new period: spend starts again; in-flight reservations carry
                 start, end = bmod.period_bounds(b.period, now, self.tz)
-                self._ledgers[b.name] = _Ledger(start, end, reserved=led.reserved, hourly=led.hourly)
+                self._ledgers[b.name] = _Ledger(
+                    start, end, reserved=led.reserved, hourly=led.hourly, kind=led.kind, value=led.value
+                )
+        self._next_end = min((led.end for led in self._ledgers.values()), default=datetime.max)
 
     def _spent(self, b: bmod.Budget, led: _Ledger, now: datetime) -> float:
-        return led.others + led.own + bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly)
+        fixed = bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly) if led.hourly else 0.0
+        return led.others + led.own + fixed
 
     def estimate(self, d: policy.Decision, cfg: Config) -> float:
         """The most a decision may spend per token, reserved until it settles.
@@ -111,13 +122,18 @@ class BudgetGuard:
         source: str,
         cfg: Config,
     ) -> tuple[policy.Decision, Reservation]:
-        """Decide under budget pressure and reserve the estimate, atomically."""
+        """Decide under budget pressure and reserve the estimate, atomically.
+
+        The first decision is pure and made outside the lock; only the check, a rare second
+        decision under pressure, and the reservation hold it.
+        """
+        d = decide(state)
+        first_est = self.estimate(d, cfg)
         with self._lock:
             now = self.now()
             self._roll(now)
-            d = decide(state)
             action, soft, limited_by = None, False, None
-            est = self.estimate(d, cfg)
+            est = first_est
             for b in self._covering(d, source):
                 led = self._ledgers[b.name]
                 committed = self._spent(b, led, now) + led.reserved
@@ -128,7 +144,7 @@ class BudgetGuard:
                     soft = True
             if action or soft:
                 d = decide(replace(state, budget_action=action, budget_soft=soft))
-            est = self.estimate(d, cfg)
+                est = self.estimate(d, cfg)
             covering = self._covering(d, source)
             for b in covering:
                 self._ledgers[b.name].reserved += est
@@ -148,20 +164,30 @@ class BudgetGuard:
                     led.reserved = max(0.0, led.reserved - r.amount)
             if tier is None or not metered_usd:
                 return
-            for b in self.budgets:
-                if source in b.sources and bmod.covers(b, tier, endpoint, model):
-                    led = self._ledgers[b.name]
-                    before = self._spent(b, led, now)
-                    led.own += metered_usd
-                    crossed += self._crossings(b, led, before, self._spent(b, led, now))
+            for b in self._matching(tier, endpoint, model, source):
+                led = self._ledgers[b.name]
+                led.own += metered_usd
+                crossed += self._crossings(b, led, self._spent(b, led, now))
         self._notify(crossed)
 
     def _covering(self, d: policy.Decision, source: str) -> list[bmod.Budget]:
-        return [b for b in self.budgets if source in b.sources and bmod.covers(b, d.tier, d.endpoint, d.model)]
+        return self._matching(d.tier, d.endpoint, d.model, source)
+
+    def _matching(self, tier: str, endpoint: str, model: str, source: str) -> list[bmod.Budget]:
+        # bmod.covers, unrolled over precomputed scopes: this runs twice per request.
+        out = []
+        for b in self.budgets:
+            led = self._ledgers[b.name]
+            k, v = led.kind, led.value
+            if source in b.sources and (
+                k == "global" or v == (tier if k == "tier" else endpoint if k == "endpoint" else model)
+            ):
+                out.append(b)
+        return out
 
     # --- alerts ---------------------------------------------------------------------------
 
-    def _crossings(self, b: bmod.Budget, led: _Ledger, before: float, after: float) -> list:
+    def _crossings(self, b: bmod.Budget, led: _Ledger, after: float) -> list:
         out = []
         for kind, limit in (("soft", b.soft_limit * b.amount_usd), ("hard", b.amount_usd)):
             if after >= limit and kind not in led.alerted:
@@ -182,7 +208,7 @@ class BudgetGuard:
             self._roll(now)
             for b in self.budgets:
                 led = self._ledgers[b.name]
-                crossed += self._crossings(b, led, 0.0, self._spent(b, led, now))
+                crossed += self._crossings(b, led, self._spent(b, led, now))
         self._notify(crossed)
 
     def mark_alerted(self, name: str, kind: str, period_start: datetime) -> None:

@@ -58,11 +58,20 @@ def _lookup(names, table: dict[str, float]) -> np.ndarray:
     return out
 
 
+def _round(x):
+    """Round to 1e-9 the way numpy does (half to even on x * 1e9), for scalars and arrays alike."""
+    if isinstance(x, np.ndarray):
+        return np.round(x, DIGITS)
+    return round(float(x) * 10**DIGITS) / 10**DIGITS
+
+
 def metered_cost(prompt_tokens, completion_tokens, input_per_mtok, output_per_mtok):
     """Per-token cost in USD, rounded to 1e-9. Scalars or arrays."""
-    raw = (np.multiply(prompt_tokens, input_per_mtok) + np.multiply(completion_tokens, output_per_mtok)) / PER_MTOK
-    out = np.round(raw, DIGITS)
-    return float(out) if np.ndim(out) == 0 else out
+    if isinstance(prompt_tokens, np.ndarray) or isinstance(completion_tokens, np.ndarray):
+        raw = (np.multiply(prompt_tokens, input_per_mtok) + np.multiply(completion_tokens, output_per_mtok)) / PER_MTOK
+        return _round(raw)
+    # The request path: plain floats, no numpy call overhead.
+    return _round((prompt_tokens * input_per_mtok + completion_tokens * output_per_mtok) / PER_MTOK)
 
 
 def estimated_cost(prompt_tokens, max_tokens, price: ModelPrice):
