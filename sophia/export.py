@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +38,18 @@ def neutralize(value: str | None) -> str | None:
     if value and value.startswith(FORMULA_START):
         return "'" + value
     return value
+
+
+def inert_frame(df):
+    """A copy of a DataFrame whose text cells are made inert like the CSV's: the table's own
+    download (the grid's toolbar) then cannot carry a live formula either."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    out = df.copy()
+    for col in out.columns:
+        if is_object_dtype(out[col].dtype) or is_string_dtype(out[col].dtype):
+            out[col] = out[col].map(lambda v: neutralize(v) if isinstance(v, str) else v)
+    return out
 
 
 def secret_values(cfg: Config, secrets: dict | None = None) -> list[str]:
@@ -127,5 +139,5 @@ def csv_bytes(cur: duckdb.DuckDBPyConnection, f: Filters, **kw) -> bytes:
 
 
 def file_name(f: Filters, now: datetime | None = None) -> str:
-    stamp = (now or datetime.utcnow()).strftime("%Y%m%d-%H%M%S")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
     return f"sophia-requests-{stamp}.csv"

@@ -542,6 +542,13 @@ def test_a_locked_database_is_a_friendly_message_with_retry(env, monkeypatch):
     assert metric(at, "Requests")
 
 
+def test_a_database_that_is_not_one_is_a_message(env):
+    env["db"].write_text("this is not a DuckDB file\n" * 100)
+    at = run_page("pages/overview.py")
+    no_exception(at)
+    assert any("The request log cannot be opened" in e.value and str(env["db"]) in e.value for e in at.error)
+
+
 def test_a_bad_configuration_names_the_key(env):
     env["config"].write_text(fast_toml().replace("complexity_threshold = 0.7", "complexity_threshold = 7"))
     at = app().run()
