@@ -19,6 +19,10 @@ pages = {
         st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:"),
         st.Page("pages/request_log.py", title="Request log", icon=":material/table_rows:"),
     ],
+    "Steer": [
+        st.Page("pages/tuning.py", title="Threshold tuning", icon=":material/tune:"),
+        st.Page("pages/budgets.py", title="Budgets", icon=":material/savings:"),
+    ],
     "Operate": [
         st.Page("pages/endpoints.py", title="Endpoints", icon=":material/dns:"),
     ],
@@ -29,6 +33,7 @@ notice = st.container()
 try:
     common.runtime()
     common.sidebar_info()
+    common.alert_banner()
     with common.shell():
         page.run()
 except ConfigError as e:

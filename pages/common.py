@@ -83,7 +83,10 @@ def secrets() -> dict:
 def _runtime(config_path: str, db_path: str) -> Runtime:
     cfg = config.load(config_path)
     backends = make_backends(cfg, secrets=secrets())  # API keys: environment, else secrets.toml
-    return Runtime.open(cfg=cfg, db_path=db_path, backends=backends, on_wait=_busy_after(DB_WAIT_S))
+    rt = Runtime.open(cfg=cfg, db_path=db_path, backends=backends, wait_s=DB_WAIT_S)
+    # Settings and budgets applied by other processes, their spend, endpoint re-admission, alerts.
+    rt.start_background()
+    return rt
 
 
 def runtime() -> Runtime:
@@ -215,6 +218,17 @@ def busy(e: Exception) -> None:
             icon=":material/hourglass_top:",
         )
         st.button("Try again", icon=":material/refresh:", type="primary", key="busy_retry")
+
+
+def alert_banner() -> None:
+    """Budget alerts of the current periods, on every page until their period ends."""
+    rt = runtime()
+    live = [s for s in rt.guard.snapshot() if s["state"] != "ok"]
+    for s in live:
+        what = "has reached its limit" if s["state"] == "hard" else f"passed its soft limit ({s['soft_limit']:.0%})"
+        st.warning(f"**Budget {s['name']}** ({s['scope']}, per {s['period']}) {what}: "
+                   f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])}. "
+                   f"At the limit: {s['action']}.", icon=":material/savings:")
 
 
 def sidebar_info() -> None:

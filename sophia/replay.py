@@ -297,6 +297,7 @@ def sweep(
     size = len(groups)
     sums = {
         "n": np.bincount(inv, minlength=size),
+        "n_labelled": np.bincount(inv, weights=t.labelled, minlength=size),
         "metered": [np.bincount(inv, weights=m, minlength=size) for m in p.metered],
         "amortized": [np.bincount(inv, weights=a, minlength=size) for a in p.amortized],
         "good": [
@@ -308,16 +309,19 @@ def sweep(
     for th in thresholds:
         g_code = np.asarray(policy.route(g_score, g_est, cfg.with_routing(complexity_threshold=float(th))))
         row = {"threshold": float(th), "dedicated": 0, "metered_cost_usd": 0.0, "amortized_cost_usd": 0.0}
-        good = 0.0
+        good = ded_labelled = 0.0
         for k, target in enumerate(p.targets):
             sel = g_code == k
             if target[0] == policy.DEDICATED:
                 row["dedicated"] += int(sums["n"][sel].sum())
+                ded_labelled += float(sums["n_labelled"][sel].sum())
             row["metered_cost_usd"] += float(sums["metered"][k][sel].sum())
             row["amortized_cost_usd"] += float(sums["amortized"][k][sel].sum())
             if sums["good"][k] is not None:
                 good += float(sums["good"][k][sel].sum())
         row["dedicated_share"] = row["dedicated"] / t.n if t.n else 0.0
+        # quality and the share it is plotted against are over the labelled records alone
+        row["labelled_share"] = round(ded_labelled) / labelled if labelled else np.nan
         row["quality"] = round(good) / labelled if labelled else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
@@ -366,7 +370,7 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
     fix = int(np.count_nonzero(~w & s))
     oq = weak + np.minimum(k, fix) / n
     orc = pd.DataFrame({"share": shares, "quality": oq})
-    pts = sweep_df.assign(share=sweep_df["dedicated_share"])[["threshold", "share", "quality"]]
+    pts = sweep_df.assign(share=sweep_df["labelled_share"])[["threshold", "share", "quality"]]
     return Curve(
         weak,
         strong,

@@ -50,12 +50,13 @@ class Runtime:
         backends: dict[str, Backend] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[float], None] | None = None,
+        wait_s: float | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> Runtime:
         cfg = cfg or config_mod.load(config_path)
         _, alert_settings = bmod.from_config(cfg)  # validates [[budgets]] and [alerts] before anything opens
         db = Database(db_path)
-        with db.cursor(on_wait=on_wait) as cur:
+        with db.cursor(wait_s, on_wait) as cur:
             version, active = versions.resolve(cur, cfg)
             budget_version, budgets = budget_store.resolve(cur, cfg)
         writer = Writer(db, cfg.flush_interval_s)

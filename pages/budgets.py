@@ -1,0 +1,241 @@
+"""Budgets: spend against each budget, forecasts, alerts; edit budgets; spend tables and CSV."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import common
+from sophia import alerts, appstate, budget_store, spend
+from sophia import budgets as bmod
+from sophia.config import ConfigError
+
+common.require_shell()
+rt = common.runtime()
+common.page_header(
+    "Budgets",
+    "Spend against each budget: per-token (metered) spend of the requests in its scope plus the GPU-hours of "
+    "the dedicated endpoints in its scope, which accrue hour by hour whether the GPUs are busy or idle.",
+)
+
+STATE_BADGE = {"ok": ("on track", "green"), "soft": ("soft limit passed", "orange"), "hard": ("limit reached", "red")}
+
+snapshot = rt.guard.snapshot()
+try:
+    forecasts = rt.forecasts()
+except Exception as e:  # a busy file: figures without forecasts rather than no page
+    st.warning(f"Forecasts are not available right now: {e}")
+    forecasts = {}
+
+
+def _forecast_chart(s: dict, f: bmod.Forecast | None) -> go.Figure:
+    b = next(x for x in rt.guard.budgets if x.name == s["name"])
+    start, end, now = s["period_start"], s["period_end"], rt.guard.now()
+    with rt.reader() as cur:
+        hourly = budget_store.hourly_metered(cur, b, start, min(now, end))
+    fixed = bmod.fixed_hourly(b, rt.cfg)
+    hours = [start + timedelta(hours=i + 1) for i in range(len(hourly))]
+    cum, total = [], 0.0
+    for i, h in enumerate(hourly):
+        total += h + fixed
+        cum.append(total if i < len(hourly) - 1 else max(total, s["spent_usd"]))
+    fig = go.Figure()
+    fig.add_scatter(x=[start, *hours], y=[0.0, *cum], name="spent", line={"color": "#4F46E5", "width": 3})
+    if f is not None and now < end:
+        fig.add_scatter(
+            x=[now, end, end, now],
+            y=[s["spent_usd"], f.projected_high_usd, f.projected_low_usd, s["spent_usd"]],
+            fill="toself",
+            fillcolor="rgba(245,158,11,0.15)",
+            line={"width": 0},
+            name="forecast range",
+            hoverinfo="skip",
+        )
+        fig.add_scatter(
+            x=[now, end],
+            y=[s["spent_usd"], f.projected_usd],
+            name="forecast",
+            line={"color": "#F59E0B", "dash": "dash"},
+        )
+    fig.add_hline(y=b.amount_usd, line={"color": "#EF4444"}, annotation_text="limit")
+    fig.add_hline(
+        y=b.amount_usd * b.soft_limit,
+        line={"color": "#F59E0B", "dash": "dot"},
+        annotation_text=f"soft limit {b.soft_limit:.0%}",
+    )
+    fig.update_layout(
+        height=280, margin={"t": 10, "b": 10}, yaxis_tickprefix="$", showlegend=False, xaxis_range=[start, end]
+    )
+    return fig
+
+
+# --- each budget --------------------------------------------------------------------------
+
+if not snapshot:
+    st.info(
+        "No budget is set. Add one below, in `sophia.toml` ([[budgets]]), or with "
+        "`sophia budget set NAME --amount USD`.",
+        icon=":material/savings:",
+    )
+
+for s in snapshot:
+    f = forecasts.get(s["name"])
+    label, color = STATE_BADGE[s["state"]]
+    with st.container(border=True):
+        h1, h2 = st.columns([3, 1], vertical_alignment="center")
+        h1.markdown(f"#### {s['name']}")
+        h1.caption(
+            f"{s['scope']} · per {s['period']} (from {s['period_start']:%Y-%m-%d %H:%M} UTC) · "
+            f"at the limit: {s['action']} · counts {', '.join(s['sources'])}"
+        )
+        h2.badge(label, color=color)
+        st.progress(
+            min(s["percent"] / 100, 1.0),
+            text=f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])} ({s['percent']:.0f}%)",
+        )
+        m = st.columns(5)
+        m[0].metric("Metered", appstate.usd(s["metered_usd"]), help="Per-token spend of the requests in scope.")
+        m[1].metric(
+            "Fixed (GPU-hours)",
+            appstate.usd(s["fixed_usd"]),
+            help="Every started hour of the dedicated endpoints in scope, busy or idle.",
+        )
+        m[2].metric(
+            "Reserved now",
+            appstate.usd(s["reserved_usd"]),
+            help="Estimates of requests in flight in this app, held until they settle.",
+        )
+        if f is not None:
+            m[3].metric(
+                "Forecast at period end",
+                appstate.usd(f.projected_usd),
+                help=f"Range {appstate.usd(f.projected_low_usd)} – {appstate.usd(f.projected_high_usd)} "
+                f"from a burn rate of {appstate.usd(f.burn_rate_usd_per_hour)}/h.",
+            )
+            m[4].metric(
+                "Runs out",
+                f"{f.runs_out_at:%b %d %H:%M}" if f.runs_out_at else "lasts the period",
+                help="When spend at the current burn rate reaches the amount (UTC).",
+            )
+            st.plotly_chart(_forecast_chart(s, f), width="stretch", key=f"bud_chart_{s['name']}")
+
+# --- alerts ---------------------------------------------------------------------------------
+
+st.subheader("Alerts")
+recent = common.read(alerts.recent, 100)
+if recent:
+    st.dataframe(
+        pd.DataFrame(recent),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "created_at": st.column_config.DatetimeColumn("raised (UTC)", format="YYYY-MM-DD HH:mm"),
+            "period_start": st.column_config.DatetimeColumn("period", format="YYYY-MM-DD"),
+            "spent_usd": st.column_config.NumberColumn(format="$%.2f"),
+            "amount_usd": st.column_config.NumberColumn(format="$%.2f"),
+            "delivered": st.column_config.CheckboxColumn("webhook delivered"),
+        },
+    )
+else:
+    st.caption("No alert yet. An alert is raised once per budget, kind (soft limit, limit, forecast) and period.")
+
+# --- editing --------------------------------------------------------------------------------
+
+st.subheader("Set a budget")
+scopes = (
+    ["global", "tier:serverless", "tier:dedicated"]
+    + [f"endpoint:{e.name}" for e in rt.cfg.endpoints]
+    + [f"model:{m}" for m in sorted({m for e in rt.cfg.endpoints for m in e.models})]
+)
+names = [b.name for b in rt.guard.budgets]
+with st.form("bud_form", border=True):
+    c = st.columns(3)
+    name = c[0].text_input(
+        "Name", placeholder="e.g. monthly-total", max_chars=80, help="An existing name replaces that budget."
+    )
+    scope = c[1].selectbox("Scope", scopes)
+    period = c[2].selectbox("Period", bmod.PERIODS, index=2)
+    c = st.columns(4)
+    amount = c[0].number_input("Amount (USD)", min_value=0.0, value=100.0, step=10.0)
+    soft = c[1].slider("Soft limit", 0.05, 1.0, 0.8, 0.05, help="Past it, serverless requests use the budget model.")
+    action = c[2].selectbox(
+        "At the limit", bmod.ACTIONS, help="downgrade: budget model · dedicated-only: no metered spend · block: refuse"
+    )
+    sources = c[3].multiselect(
+        "Counts traffic from", ["playground", "cli", "api", "demo"], default=list(bmod.LIVE_SOURCES)
+    )
+    note = st.text_input("Note", placeholder="why", max_chars=200)
+    save = st.form_submit_button("Save budget", type="primary", icon=":material/save:")
+if save:
+    try:
+        new = bmod.parse_budget(
+            {
+                "name": name,
+                "scope": scope,
+                "period": period,
+                "amount_usd": amount,
+                "soft_limit": soft,
+                "action": action,
+                "sources": sources,
+            },
+            rt.cfg,
+        )
+    except ConfigError as e:
+        st.error(f"{e}", icon=":material/error:")
+    else:
+        v = rt.save_budgets([*[b for b in rt.guard.budgets if b.name != new.name], new], "page", note or None)
+        st.toast(
+            f"Budget '{new.name}' saved (budgets version {v}); routing enforces it from the next request.",
+            icon=":material/check_circle:",
+        )
+        st.rerun()
+if names:
+    d1, d2 = st.columns([1, 3], vertical_alignment="bottom")
+    gone = d1.selectbox("Delete a budget", names, key="bud_delete")
+    if d2.button("Delete", icon=":material/delete:", key="bud_delete_go"):
+        v = rt.save_budgets([b for b in rt.guard.budgets if b.name != gone], "page", f"deleted {gone}")
+        st.toast(f"Budget '{gone}' deleted (budgets version {v}).", icon=":material/delete:")
+        st.rerun()
+
+# --- spend tables ---------------------------------------------------------------------------
+
+st.subheader("Spend")
+version = common.version()
+if version[0] == 0:
+    st.caption("The log is empty: spend tables appear once requests are routed.")
+    st.stop()
+t1, t2, t3 = st.columns([1, 2, 2])
+by = t1.selectbox("By", bmod.PERIODS, key="bud_by")
+groups = t2.multiselect("Split by", spend.GROUPS, default=["tier"], key="bud_groups")
+srcs = t3.multiselect(
+    "Sources", common.cached("facets", version)["source"], key="bud_sources", placeholder="All sources"
+)
+tz = rt.alert_settings.timezone
+table = common.read(lambda cur: spend.spend(cur, rt.cfg, by, groups, srcs or None, tz))
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "period_start": st.column_config.DatetimeColumn(f"{by} from ({tz})", format="YYYY-MM-DD"),
+        **{
+            c: st.column_config.NumberColumn(format="$%.4f")
+            for c in ("metered_cost_usd", "fixed_cost_usd", "total_cost_usd")
+        },
+    },
+)
+st.download_button(
+    "Download spend as CSV",
+    spend.to_csv(table),
+    file_name=f"sophia-spend-by-{by}.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    key="bud_csv",
+)
+st.caption(
+    "Fixed spend is every GPU-hour of the dedicated endpoints in each period (the whole period once it is "
+    "over); metered spend is per token. Cells are made inert for spreadsheets."
+)

@@ -1,0 +1,85 @@
+"""The steering pages through AppTest: threshold tuning and budgets, and the alert banner."""
+
+from __future__ import annotations
+
+import json
+
+from sophia import config
+from tests.test_app_pages import close_app, env, metric, no_exception, rows, run_page, seed, texts  # noqa: F401
+
+
+def test_tuning_renders_empty_and_with_traffic(env):  # noqa: F811
+    at = run_page("pages/tuning.py")
+    no_exception(at)
+    assert at.title[0].value == "Threshold tuning"
+    assert "The request log is empty" in texts(at)
+    close_app()
+    seed(env["db"], env["config"])
+    at = run_page("pages/tuning.py")
+    no_exception(at)
+    assert metric(at, "To dedicated GPUs")
+    assert any(s.label == "Complexity threshold" for s in at.slider)
+
+
+def test_moving_a_slider_changes_the_figures_and_apply_creates_a_version(env):  # noqa: F811
+    seed(env["db"], env["config"], n=3000)
+    at = run_page("pages/tuning.py")
+    before = metric(at, "To dedicated GPUs")
+    metered_before = metric(at, "Metered spend")
+    at.slider(key="tn_cx").set_value(0.2).run()
+    no_exception(at)
+    after = metric(at, "To dedicated GPUs")
+    assert after != before
+    assert metric(at, "Metered spend") != metered_before
+    at.text_input(key="tn_note").input("more to GPUs")
+    at.button(key="FormSubmitter:tn_apply-Apply").click().run()
+    no_exception(at)
+    close_app()
+    versions = rows(env["db"], "SELECT version, origin, note, settings FROM settings_versions ORDER BY version")
+    assert list(versions["origin"]) == ["config", "tuning"]
+    assert versions["note"].iloc[-1] == "more to GPUs"
+    assert json.loads(versions["settings"].iloc[-1])["routing"]["complexity_threshold"] == 0.2
+    # the router uses it: a new runtime resolves the newest version, and a chat is recorded under it
+    at = run_page("pages/chat.py")
+    at.chat_input[0].set_value("hello").run()
+    no_exception(at)
+    close_app()
+    last = rows(env["db"], "SELECT policy_version FROM requests WHERE source = 'playground'")
+    assert list(last["policy_version"]) == [int(versions["version"].iloc[-1])]
+
+
+def test_budgets_page_and_banner(env):  # noqa: F811
+    text = env["config"].read_text()
+    env["config"].write_text(text.replace('sources = ["playground", "cli", "api"]',
+                                          'sources = ["playground", "cli", "api", "demo"]')
+                             .replace("amount_usd = 3000", "amount_usd = 1"))
+    config.load(env["config"])
+    seed(env["db"], env["config"], n=500, days=1)
+    at = run_page("pages/budgets.py")
+    no_exception(at)
+    assert at.title[0].value == "Budgets"
+    said = texts(at)
+    assert "monthly-total" in said and "serverless-daily" in said
+    assert any("Budget monthly-total" in w.value and "has reached its limit" in w.value for w in at.warning)
+    # the banner is on every page
+    at.switch_page("pages/overview.py").run()
+    assert any("Budget monthly-total" in w.value for w in at.warning)
+    # add a budget through the form
+    at.switch_page("pages/budgets.py").run()
+    at.text_input[0].input("team-a")
+    at.number_input[0].set_value(42.0)
+    at.button(key="FormSubmitter:bud_form-Save budget").click().run()
+    no_exception(at)
+    assert "team-a" in texts(at)
+    close_app()
+    saved = rows(env["db"], "SELECT budgets, origin FROM budget_versions ORDER BY version DESC LIMIT 1")
+    assert saved["origin"][0] == "page"
+    assert {b["name"]: b["amount_usd"] for b in json.loads(saved["budgets"][0])}["team-a"] == 42.0
+
+
+def test_budget_form_rejects_a_bad_budget(env):  # noqa: F811
+    at = run_page("pages/budgets.py")
+    at.text_input[0].input("")
+    at.button(key="FormSubmitter:bud_form-Save budget").click().run()
+    no_exception(at)
+    assert any("name" in e.value for e in at.error)
