@@ -93,6 +93,14 @@ st.caption(
 )
 
 
+def _scorer_key(cfg) -> str:
+    """What replay.prepare depends on: every setting but the two thresholds, which a slider moves."""
+    s = versions.settings_of(cfg)
+    for k in ("complexity_threshold", "cost_threshold_usd"):
+        s["routing"].pop(k)
+    return versions.digest(s)
+
+
 def _set(**values) -> None:
     for k, v in values.items():
         st.session_state[k] = v
@@ -155,10 +163,9 @@ def tuner() -> None:
         right.error(str(e))
         return
     tier_key = tuple(sorted(tiers.items()))
-    cur_key = versions.digest(versions.settings_of(current_cfg))
-    new_key = versions.digest(versions.settings_of(proposed_cfg))
+    cur_key, new_key = _scorer_key(current_cfg), _scorer_key(proposed_cfg)
     p_cur = _prepared(traffic_key, cur_key, t, current_cfg, tier_key)
-    p_new = _prepared(traffic_key, new_key + f"/{cost}", t, proposed_cfg, tier_key)
+    p_new = _prepared(traffic_key, new_key, t, proposed_cfg, tier_key)
     c = tuning.compare(t, current_cfg, proposed_cfg, tiers, p_cur, p_new)
     sw = _sweep(traffic_key, new_key, cost, t, proposed_cfg, tier_key, p_new)
 

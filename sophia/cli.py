@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xs.add_argument("--source", action="append", help="only this source (repeatable)")
     xs.add_argument("--out", help="file to write (default: standard output)")
+    xr = xsub.add_parser("requests", parents=[common], help="the request log's rows as CSV")
+    xr.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
+    xr.add_argument("--since", type=_when, help="from this ISO time (UTC)")
+    xr.add_argument("--until", type=_when, help="up to this ISO time (UTC)")
+    xr.add_argument("--out", help="file to write (default: standard output)")
 
     v = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible API server")
     v.add_argument("--host", default="127.0.0.1")
@@ -494,8 +499,10 @@ def cmd_budget(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.export_what == "requests":
+        return _export_requests(args)
     if args.export_what != "spend":
-        raise CLIError("say what to export: `sophia export spend --by day|week|month`")
+        raise CLIError("say what to export: `sophia export spend --by day|week|month` or `sophia export requests`")
     cfg = config_mod.load(_opt(args, "config"))
     _, alert_settings = bmod.from_config(cfg)
     groups = [g.strip() for item in args.group for g in item.split(",") if g.strip()]
@@ -511,6 +518,26 @@ def cmd_export(args) -> int:
         print(f"wrote {len(df):,} rows to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _export_requests(args) -> int:
+    """Every selected row, streamed batch by batch (no row limit), cells inert, no secrets."""
+    from . import analytics, export
+
+    cfg = config_mod.load(_opt(args, "config"))
+    f = analytics.Filters(start=args.since, end=args.until, source=tuple(args.source)).validate()
+    db = Database(_need_db(args))
+    try:
+        with db.cursor(on_wait=_progress) as cur:
+            if args.out:
+                with open(args.out, "wb") as out:
+                    n = export.write_csv(cur, f, out, secrets=export.secret_values(cfg))
+                print(f"wrote {n:,} bytes to {args.out}", file=sys.stderr)
+            else:
+                export.write_csv(cur, f, sys.stdout.buffer, secrets=export.secret_values(cfg))
+    finally:
+        db.close()
     return 0
 
 

@@ -77,3 +77,20 @@ def test_unreachable_backend_is_an_error_and_recorded(tmp_path, capsys):
     assert cli.main(["stats", "--db", db, "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["total_requests"] == 1 and s["error_requests"] == 1
+
+
+def test_export_requests_and_spend(tmp_path, capsys):
+    db = str(tmp_path / "x.duckdb")
+    assert cli.main(["demo", "--requests", "120", "--days", "2", "--db", db]) == 0
+    capsys.readouterr()
+    out = tmp_path / "rows.csv"
+    assert cli.main(["export", "requests", "--db", db, "--out", str(out)]) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 121 and "api_key_id" not in lines[0] and lines[0].startswith('"request_id"')
+    assert cli.main(["export", "spend", "--by", "day", "--group", "tier,model", "--db", db]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == ("period_start,tier,model,requests,prompt_tokens,completion_tokens,metered_cost_usd,"
+                       "fixed_cost_usd,total_cost_usd")
+    assert sum(int(r.split(",")[3]) for r in text[1:]) == 120
+    assert cli.main(["export", "spend", "--group", "colour", "--db", db]) == 1
+    assert "--group 'colour' is not allowed" in capsys.readouterr().err
