@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from sophia.apikeys import hash_key, new_key  # noqa: E402
 
 try:  # the same event loop the server uses when it is installed
     import uvloop
@@ -50,29 +51,29 @@ MODELS = ("llama-4-scout-17b-16e-instruct", "llama-4-maverick-17b-128e-instruct-
 
 # --- the upstream: answers at once (streams: STREAM_CHUNKS events, `gap` seconds apart) --------
 
-UPSTREAM = r'''
+UPSTREAM = r"""
 import asyncio, json, sys, time
 try:
     import uvloop
 except ImportError:
     uvloop = None
 GAP = float(sys.argv[2])
-REPLY = %(reply)r
-N = %(chunks)d
+REPLY = @REPLY@
+N = @CHUNKS@
 USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
 BODY = json.dumps({"id": "chatcmpl-up", "object": "chat.completion", "created": 0, "model": "m",
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY},
                                 "finish_reason": "stop"}], "usage": USAGE}).encode()
-OK = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %%d\r\n\r\n" %% len(BODY)) + BODY
+OK = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(BODY)) + BODY
 MODELS = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
-MOK = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %%d\r\n\r\n" %% len(MODELS)) + MODELS
+MOK = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(MODELS)) + MODELS
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 def chunk(data):
-    return b"%%x\r\n%%s\r\n" %% (len(data), data)
+    return b"%x\r\n%s\r\n" % (len(data), data)
 def event(obj):
     return chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
 WORDS = REPLY.split(" ")
-PIECES = [event({"choices": [{"index": 0, "delta": {"content": (" " if i else "") + WORDS[i %% len(WORDS)]},
+PIECES = [event({"choices": [{"index": 0, "delta": {"content": (" " if i else "") + WORDS[i % len(WORDS)]},
                               "finish_reason": None}]}) for i in range(N)]
 TAIL = (event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         + event({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": N, "total_tokens": 12 + N}})
@@ -127,7 +128,7 @@ async def main():
     await asyncio.Event().wait()
 
 (uvloop.run if uvloop else asyncio.run)(main())
-''' % {"reply": REPLY, "chunks": STREAM_CHUNKS}
+""".replace("@REPLY@", repr(REPLY)).replace("@CHUNKS@", str(STREAM_CHUNKS))
 
 
 def free_port() -> int:
@@ -179,17 +180,19 @@ def drain(p: subprocess.Popen) -> None:
 # --- the load generator -----------------------------------------------------------------------
 
 
-def request_bytes(port: int, stream: bool, key: str | None = None, path: str = "/v1/chat/completions",
-                  model: str = "sophia-auto") -> bytes:
-    body = {"model": model, "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
-            "max_tokens": 64}
+def request_bytes(
+    port: int, stream: bool, key: str | None = None, path: str = "/v1/chat/completions", model: str = "sophia-auto"
+) -> bytes:
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hello to the benchmark."}], "max_tokens": 64}
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     data = json.dumps(body).encode()
     auth = f"authorization: Bearer {key}\r\n" if key else ""
-    return (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n{auth}"
-            f"content-length: {len(data)}\r\n\r\n").encode() + data
+    return (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n{auth}"
+        f"content-length: {len(data)}\r\n\r\n"
+    ).encode() + data
 
 
 async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> tuple[int, bytes]:
@@ -199,7 +202,7 @@ async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     lower = head.lower()
     i = lower.find(b"content-length:")
     if i >= 0:
-        n = int(lower[i + 15:lower.index(b"\r\n", i)])
+        n = int(lower[i + 15 : lower.index(b"\r\n", i)])
         return status, await reader.readexactly(n)
     body = []
     while True:  # chunked
@@ -277,8 +280,13 @@ async def streams(port: int, req: bytes, n: int) -> tuple[int, int, float]:
                 status, body = await exchange(reader, writer, req)
             finally:
                 writer.close()
-            good = status == 200 and body.count(b"data: ") >= STREAM_CHUNKS + 2 and b"data: [DONE]" in body \
-                and b'"usage"' in body and b'"error"' not in body
+            good = (
+                status == 200
+                and body.count(b"data: ") >= STREAM_CHUNKS + 2
+                and b"data: [DONE]" in body
+                and b'"usage"' in body
+                and b'"error"' not in body
+            )
             ok += good
             errors += not good
         except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -301,22 +309,27 @@ def run_async(coro):
 # --- the configuration under test -----------------------------------------------------------------
 
 
-def write_config(path: Path, upstream: str) -> None:
+def write_config(path: Path, upstream: str, key: str) -> None:
     dedicated = "\n".join(
         f'[[endpoints]]\nname = "{n}"\ntier = "dedicated"\nkind = "openai"\nbase_url = "{upstream}"\n'
         f'model = "llama-3.3-70b-instruct"\nhourly_usd = {h}\nthroughput_tps = {t}\nmax_concurrency = 32\n'
-        for n, h, t in (("sophia-ai-core", 1.2, 1500), ("sophia-data-pipeline", 0.9, 1100),
-                        ("sophia-production", 0.78, 900)))
-    models = "\n".join(f'[[models]]\nname = "{m}"\ninput_per_mtok = {i}\noutput_per_mtok = {o}\n'
-                       for m, i, o in zip(MODELS, (0.08, 0.18, 0.025), (0.30, 0.60, 0.04), strict=True))
+        for n, h, t in (
+            ("sophia-ai-core", 1.2, 1500),
+            ("sophia-data-pipeline", 0.9, 1100),
+            ("sophia-production", 0.78, 900),
+        )
+    )
+    models = "\n".join(
+        f'[[models]]\nname = "{m}"\ninput_per_mtok = {i}\noutput_per_mtok = {o}\n'
+        for m, i, o in zip(MODELS, (0.08, 0.18, 0.025), (0.30, 0.60, 0.04), strict=True)
+    )
     path.write_text(f"""[privacy]
 store_prompts = "off"
 [cache]
 enabled = false
 [server]
+api_keys = [{{ id = "bench", sha256 = "{hash_key(key)}" }}]
 rate_limit_per_minute = 0
-max_concurrency = 512
-health_check_interval_s = 0
 [[endpoints]]
 name = "serverless"
 tier = "serverless"
@@ -328,14 +341,19 @@ models = {json.dumps(list(MODELS))}
 
 
 def count_records(cfg: Path, db: Path) -> int:
-    out = subprocess.run([sys.executable, "-m", "sophia.cli", "stats", "--json", "--config", str(cfg), "--db", str(db)],
-                         capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sophia.cli", "stats", "--json", "--config", str(cfg), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     return json.loads(out.stdout)["total_requests"]
 
 
-def measure(name: str, port: int, args, results: dict, stream_ok: bool = True) -> None:
-    req = request_bytes(port, False, model=args.model)
-    sreq = request_bytes(port, True, model=args.model)
+def measure(name: str, port: int, args, results: dict, key: str) -> None:
+    req = request_bytes(port, False, key, model=args.model)
+    sreq = request_bytes(port, True, key, model=args.model)
     runs = 1 if args.quick else 3
     secs = 2.0 if args.quick else 4.0
     warm = run_async(closed_loop(port, req, 20, 0.5))  # warm up connections and code paths
@@ -352,12 +370,11 @@ def measure(name: str, port: int, args, results: dict, stream_ok: bool = True) -
         r[f"open_{rate}"] = {q: statistics.median(pct(lat, q) for lat, _ in ol) for q in (50, 90, 99)}
         r[f"open_{rate}_errors"] = sum(e for _, e in ol)
         r["requests"] += sum(len(lat) for lat, _ in ol)
-    if stream_ok:
-        st = [run_async(streams(port, sreq, args.streams)) for _ in range(runs)]
-        r["streams_ok"] = min(s[0] for s in st)
-        r["streams_errors"] = sum(s[1] for s in st)
-        r["streams_s"] = statistics.median(s[2] for s in st)
-        r["requests"] += sum(s[0] + s[1] for s in st)
+    st = [run_async(streams(port, sreq, args.streams)) for _ in range(runs)]
+    r["streams_ok"] = min(s[0] for s in st)
+    r["streams_errors"] = sum(s[1] for s in st)
+    r["streams_s"] = statistics.median(s[2] for s in st)
+    r["requests"] += sum(s[0] + s[1] for s in st)
 
 
 def main() -> int:
@@ -368,7 +385,11 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=200)
     ap.add_argument("--gap", type=float, default=0.05, help="seconds between an upstream stream's events")
     ap.add_argument("--model", default="sophia-auto")
-    ap.add_argument("--litellm", help="a litellm binary (pip install 'litellm[proxy]' in a throwaway venv)")
+    ap.add_argument(
+        "--litellm",
+        help="the litellm binary of a throwaway venv (pip install 'litellm[proxy]'), "
+        "to put the same load through LiteLLM's proxy",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-server-"))
@@ -380,38 +401,88 @@ def main() -> int:
         up_file.write_text(UPSTREAM)
         procs.append(start([sys.executable, str(up_file), str(up_port), str(args.gap)], "ready"))
         upstream = f"http://127.0.0.1:{up_port}/v1"
-        print(f"upstream: 127.0.0.1:{up_port} (answers at once; streams: {STREAM_CHUNKS} events {args.gap * 1000:.0f} "
-              f"ms apart) · load: 100 connections · {os.cpu_count()} cores · "
-              f"event loop {'uvloop' if uvloop else 'asyncio'}", flush=True)
+        print(
+            f"upstream: 127.0.0.1:{up_port} (answers at once; streams: {STREAM_CHUNKS} events {args.gap * 1000:.0f} "
+            f"ms apart) · load: 100 connections · {os.cpu_count()} cores · "
+            f"event loop {'uvloop' if uvloop else 'asyncio'}",
+            flush=True,
+        )
 
-        measure("direct", up_port, args, results)
+        key = new_key()
+        measure("direct", up_port, args, results, key)
 
         cfg, db = tmp / "bench.toml", tmp / "bench.duckdb"
-        write_config(cfg, upstream)
+        write_config(cfg, upstream, key)
         port = free_port()
         sophia = subprocess.Popen(
-            [sys.executable, "-m", "sophia.cli", "serve", "--config", str(cfg), "--db", str(db), "--port", str(port),
-             "--workers", str(args.workers)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "sophia.cli",
+                "serve",
+                "--config",
+                str(cfg),
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
         procs.append(sophia)
         drain(sophia)
         wait_http(port)
-        measure("sophia", port, args, results)
+        measure("sophia", port, args, results, key)
         sophia.send_signal(signal.SIGTERM)
         sophia.wait(60)
         results["sophia"]["recorded"] = count_records(cfg, db)
 
         if args.litellm:
+            # The same model name, the same upstream; its master key as the bearer token; its access log
+            # off like Sophia's; the model price map read locally (no network).
             lport = free_port()
-            lcfg = tmp / "litellm.yaml"
-            lcfg.write_text("model_list:\n  - model_name: sophia-auto\n    litellm_params:\n"
-                            f"      model: openai/m\n      api_base: {upstream}\n      api_key: none\n")
-            lp = subprocess.Popen([args.litellm, "--config", str(lcfg), "--port", str(lport), "--num_workers",
-                                   str(args.workers)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  cwd=tmp)
+            lcfg, logcfg = tmp / "litellm.yaml", tmp / "litellm-log.json"
+            lcfg.write_text(
+                f"model_list:\n  - model_name: {args.model}\n    litellm_params:\n"
+                f"      model: openai/m\n      api_base: {upstream}\n      api_key: none\n"
+            )
+            logcfg.write_text(
+                json.dumps(
+                    {
+                        "version": 1,
+                        "disable_existing_loggers": False,
+                        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+                    }
+                )
+            )
+            env = dict(os.environ, LITELLM_MASTER_KEY=key, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+            lp = subprocess.Popen(
+                [
+                    args.litellm,
+                    "--config",
+                    str(lcfg),
+                    "--port",
+                    str(lport),
+                    "--num_workers",
+                    str(args.workers),
+                    "--log_config",
+                    str(logcfg),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=tmp,
+                env=env,
+            )
             procs.append(lp)
             drain(lp)
             wait_http(lport, "/health/liveliness", timeout=120)
-            measure("litellm", lport, args, results)
+            measure("litellm", lport, args, results, key)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -431,8 +502,10 @@ def report(results: dict, args) -> None:
     runs = "1 run" if args.quick else "median of 3 runs"
     print(f"\nthroughput, non-streamed, 100 connections closed-loop ({runs}):")
     for name, r in results.items():
-        print(f"  {name:8s} {r['rps']:8,.0f} req/s  runs {r['rps_runs']}  p50 {r['closed_p50']:.1f} ms  "
-              f"errors {r['closed_errors']}")
+        print(
+            f"  {name:8s} {r['rps']:8,.0f} req/s  runs {r['rps_runs']}  p50 {r['closed_p50']:.1f} ms  "
+            f"errors {r['closed_errors']}"
+        )
     ok = s["rps"] >= 1000
     print(f"  target >= 1,000 req/s through sophia: {'OK' if ok else 'UNDER'}")
     print("\nadded latency at 100 concurrent clients, open-loop (percentile through - percentile direct):")
@@ -440,8 +513,11 @@ def report(results: dict, args) -> None:
         a = s[f"open_{rate}"]
         b = d[f"open_{rate}"]
         add = {q: a[q] - b[q] for q in a}
-        line = (f"  {rate:5d} req/s: direct p50 {b[50]:.2f} p99 {b[99]:.2f} ms · sophia p50 {a[50]:.2f} p99 {a[99]:.2f} ms"
-                f" · added p50 {add[50]:.2f} ms, p99 {add[99]:.2f} ms (errors {s[f'open_{rate}_errors']})")
+        line = (
+            f"  {rate:5d} req/s: direct p50 {b[50]:.2f} p99 {b[99]:.2f} ms · sophia p50 {a[50]:.2f} "
+            f"p99 {a[99]:.2f} ms · added p50 {add[50]:.2f} ms, p99 {add[99]:.2f} ms "
+            f"(errors {s[f'open_{rate}_errors']})"
+        )
         if "litellm" in results:
             c = results["litellm"][f"open_{rate}"]
             line += f" · litellm added p50 {c[50] - b[50]:.2f} p99 {c[99] - b[99]:.2f} ms"
@@ -450,10 +526,14 @@ def report(results: dict, args) -> None:
     print(f"\n{args.streams} concurrent streams ({STREAM_CHUNKS} events each, {args.gap * 1000:.0f} ms apart):")
     for name, r in results.items():
         if "streams_ok" in r:
-            print(f"  {name:8s} complete {r['streams_ok']}/{args.streams} (worst run), errors {r['streams_errors']}, "
-                  f"{r['streams_s']:.2f} s for all")
-    print(f"\nrecords written by sophia: {s['recorded']:,} for {s['requests']:,} requests answered "
-          f"({'every one recorded' if s['recorded'] == s['requests'] else 'MISMATCH'})")
+            print(
+                f"  {name:8s} complete {r['streams_ok']}/{args.streams} (worst run), errors {r['streams_errors']}, "
+                f"{r['streams_s']:.2f} s for all"
+            )
+    print(
+        f"\nrecords written by sophia: {s['recorded']:,} for {s['requests']:,} requests answered "
+        f"({'every one recorded' if s['recorded'] == s['requests'] else 'MISMATCH'})"
+    )
 
 
 if __name__ == "__main__":

@@ -49,12 +49,14 @@ def parse(raw: object, prefix: str = "server.") -> tuple[ApiKey, ...]:
         if not isinstance(t, dict):
             raise _fail(f"{key}[{i}]", t, '{ id = "name", sha256 = "<hex>" }')
         if "key" in t or "api_key" in t:
-            raise ConfigError(f"{p}key must not be written in the file: store sha256 = \"<hex>\" "
-                              "(python -m sophia.apikeys NAME prints it)")
+            raise ConfigError(
+                f'{p}key must not be written in the file: store sha256 = "<hex>" '
+                "(python -m sophia.apikeys NAME prints it)"
+            )
         _check_keys(t, {"id", "sha256", "rate_limit_per_minute"}, p)
         kid = _str(t, "id", p, None)
         if kid is None:
-            raise ConfigError(f"{p}id is missing: name the key, e.g. id = \"team-a\"")
+            raise ConfigError(f'{p}id is missing: name the key, e.g. id = "team-a"')
         if not _ID.fullmatch(kid):
             raise _fail(p + "id", kid, "1-64 letters, digits or . _ @ : - (starting with a letter or digit)")
         digest = _str(t, "sha256", p, None)

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import alerts as alerts_mod
 from . import budgets as bmod
 from . import config as config_mod
-from . import demo, importers, replay, spend, stats, versions
+from . import demo, importers, reference, replay, spend, stats, versions
 from .db import Database, DatabaseBusy, DatabaseError, default_path
 from .features import RequestError
 from .router import ChatRequest, Router
@@ -202,32 +202,7 @@ def cmd_chat(args) -> int:
         res = rt.router.chat(req)
     finally:
         rt.close()
-    ts = res.ts.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z") if res.ts else None
-    out = {
-        "response": {
-            "choices": [{"message": {"role": "assistant", "content": res.text}}],
-            "usage": {
-                "prompt_tokens": res.prompt_tokens,
-                "completion_tokens": res.completion_tokens,
-                "total_tokens": res.prompt_tokens + res.completion_tokens,
-                "estimated": res.usage_estimated,
-            },
-        },
-        "routing": {
-            "endpoint": res.tier,
-            "server": res.endpoint,
-            "model": res.model,
-            "cost": res.cost_usd,
-            "reason": res.reason,
-            "complexity": res.decision.complexity if res.decision else None,
-            "latency_ms": round(res.latency_ms, 1),
-            "failover_path": res.path,
-            "simulated": res.simulated,
-            "status": res.status,
-        },
-        "timestamp": ts,
-        "request_id": res.request_id,
-    }
+    out = reference.chat_response(res)
     if not res.ok:
         out["error"] = res.error
         if _opt(args, "json"):

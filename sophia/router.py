@@ -83,6 +83,7 @@ class StreamHandle:
         self._on_abandon = on_abandon
         self._started = False
         self.result: Result | None = None
+        self.live: Result | None = None  # the result being filled in; its routing is final at the first text
 
     def __iter__(self) -> Iterator[str]:
         self._started = True
@@ -216,6 +217,7 @@ class Router:
             self._finish(req, cfg, decision, res)
 
         handle = StreamHandle(iter(()), abandon)
+        handle.live = res
         handle._gen = self._attempts(req, cfg, decision, res, stream, handle)
         return handle
 

@@ -10,13 +10,17 @@ changing its base URL to `http://HOST:PORT/v1`:
 - OpenAPI documentation at `/docs` (and `/openapi.json`).
 
 Stack: FastAPI (routing, OpenAPI) on Starlette under uvicorn (httptools and uvloop when
-installed). The hot path reads and validates the body by hand and returns Starlette responses
-directly, so errors come out in the OpenAI format with the right status and no time is spent
-in per-request model validation.
+installed). The hot path (POST /v1/chat/completions) is dispatched by `FastPath` straight to its
+handler, past FastAPI's per-request middleware; it reads and validates the body by hand and
+returns Starlette responses, so errors come out in the OpenAI format with the right status and
+no time goes to per-request model validation. Real endpoints are called through
+`sophia.transport.FastTransport` (http.client, a connection per thread) under the backends'
+httpx API; objects loaded at start-up are frozen out of the garbage collector's full passes.
 
 Threading: the router is synchronous (httpx.Client). Every routed request runs on a thread of
 one pool of `max_concurrency` threads, so the event loop never blocks: a plain completion is
-one hop (`run_in_executor(router.chat)`); a stream is one thread that owns the router's
+one hop (the call is queued with its asyncio future; a thread runs it and sets the result with
+one `call_soon_threadsafe`); a stream is one thread that owns the router's
 generator from start to end and hands each text delta to the event loop
 (`call_soon_threadsafe` onto an asyncio queue). When the client goes away, the response task
 is cancelled, the thread sees the flag at the next delta and closes the generator, which
@@ -32,10 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
+import itertools
 import json
 import math
 import os
+import queue
 import re
 import signal
 import socket
@@ -46,13 +53,13 @@ import tomllib
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -61,15 +68,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from . import apikeys, stats
+from . import apikeys, reference, stats
 from . import config as config_mod
 from .apikeys import ApiKey, KeyRing
-from .config import Config, ConfigError, _check_keys, _fail, _get, _int, _number, _str
+from .backends import OpenAIBackend
+from .config import Config, ConfigError, _check_keys, _fail, _get, _int, _number, _str, api_key
 from .db import DatabaseBusy, DatabaseError
 from .features import RequestError
 from .ratelimit import RateLimiter
 from .router import ChatRequest, Result, StreamHandle, make_backends
 from .runtime import Runtime
+from .transport import FastTransport
 
 VERSION = "0.1.0"
 DEFAULT_ALIAS = "sophia-auto"
@@ -86,13 +95,25 @@ class ServerSettings:
     app_url: str = "http://localhost:8501"
     aliases: tuple[str, ...] = (DEFAULT_ALIAS,)
     max_concurrency: int = 512  # requests routed at once (routing threads); more wait their turn
-    health_check_interval_s: float = 15.0  # re-check cooling endpoints; 0 = never
+    refresh_interval_s: float = 5.0  # the runtime's background refresh (settings, budgets, health); 0 = off
     shutdown_timeout_s: float = 30.0  # graceful shutdown waits this long for in-flight requests
     access_log: bool = False
+    upstream_http: str = "fast"  # "fast": sophia.transport (http.client); "httpx": httpx's own transport
 
 
-SERVER_KEYS = {"api_keys", "rate_limit_per_minute", "max_body_bytes", "max_tokens_limit", "app_url", "aliases",
-               "max_concurrency", "health_check_interval_s", "shutdown_timeout_s", "access_log"}
+SERVER_KEYS = {
+    "api_keys",
+    "rate_limit_per_minute",
+    "max_body_bytes",
+    "max_tokens_limit",
+    "app_url",
+    "aliases",
+    "max_concurrency",
+    "refresh_interval_s",
+    "shutdown_timeout_s",
+    "access_log",
+    "upstream_http",
+}
 
 
 def parse_settings(raw: object, cfg: Config | None = None) -> ServerSettings:
@@ -122,14 +143,15 @@ def parse_settings(raw: object, cfg: Config | None = None) -> ServerSettings:
     return ServerSettings(
         api_keys=keys,
         rate_limit_per_minute=_int(raw, "rate_limit_per_minute", p, d.rate_limit_per_minute, 0, 10_000_000),
-        max_body_bytes=_int(raw, "max_body_bytes", p, d.max_body_bytes, 1024, 1024 ** 3),
+        max_body_bytes=_int(raw, "max_body_bytes", p, d.max_body_bytes, 1024, 1024**3),
         max_tokens_limit=_int(raw, "max_tokens_limit", p, d.max_tokens_limit, 1, 10_000_000),
         app_url=app_url,
         aliases=aliases,
         max_concurrency=_int(raw, "max_concurrency", p, d.max_concurrency, 1, 10_000),
-        health_check_interval_s=_number(raw, "health_check_interval_s", p, d.health_check_interval_s, 0, 86_400),
+        refresh_interval_s=_number(raw, "refresh_interval_s", p, d.refresh_interval_s, 0, 86_400),
         shutdown_timeout_s=_number(raw, "shutdown_timeout_s", p, d.shutdown_timeout_s, 0, 3600),
         access_log=_get(raw, "access_log", p, bool, d.access_log, "true or false"),
+        upstream_http=_str(raw, "upstream_http", p, d.upstream_http, ("fast", "httpx")),
     )
 
 
@@ -161,8 +183,15 @@ def check_exposure(host: str, settings: ServerSettings) -> None:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error",  # noqa: A002
-                 param: str | None = None, code: str | None = None, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",  # noqa: A002
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = dict(headers or {})
@@ -178,6 +207,12 @@ def _json_response(obj: object, status: int = 200, headers: Mapping[str, str] | 
 def _error_response(e: ApiError, extra: Mapping[str, str] | None = None, body: dict | None = None) -> Response:
     headers = {**(extra or {}), **e.headers}
     return _json_response({**(body or {}), **e.body()}, e.status, headers)
+
+
+def _too_big(limit: int) -> ApiError:
+    return ApiError(
+        413, f"The request body is larger than {limit:,} bytes (server.max_body_bytes).", code="request_too_large"
+    )
 
 
 def _bad(message: str, param: str | None = None, code: str | None = None) -> ApiError:
@@ -198,11 +233,13 @@ def _result_error(res: Result) -> ApiError:
     # The router has already retried and failed over: tell the OpenAI client not to retry again.
     no_retry = {"x-should-retry": "false"}
     if res.status == "refused":
-        return ApiError(429, res.error or "refused by a budget", "insufficient_quota", None, "budget_exceeded",
-                        no_retry)
+        return ApiError(
+            429, res.error or "refused by a budget", "insufficient_quota", None, "budget_exceeded", no_retry
+        )
     if res.error_kind == "timeout":
-        return ApiError(504, res.error or "the endpoint did not answer in time", "server_error", None,
-                        "upstream_timeout", no_retry)
+        return ApiError(
+            504, res.error or "the endpoint did not answer in time", "server_error", None, "upstream_timeout", no_retry
+        )
     return ApiError(502, res.error or "every endpoint failed", "server_error", None, "upstream_error", no_retry)
 
 
@@ -212,14 +249,34 @@ ROLES = ("system", "user", "assistant", "tool", "developer", "function")
 _ROLE_SET = frozenset(ROLES)
 # Accepted and type-checked, but not forwarded: the router's backends send model, messages and
 # max_tokens only. Their names come back in the `x-sophia-ignored-params` header.
-_NUMBER_RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
-                  "frequency_penalty": (-2.0, 2.0)}
+_NUMBER_RANGES = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
 _TYPED: dict[str, tuple[type, ...]] = {
-    "user": (str,), "seed": (int,), "logprobs": (bool,), "top_logprobs": (int,), "tools": (list,),
-    "tool_choice": (str, dict), "response_format": (dict,), "parallel_tool_calls": (bool,), "metadata": (dict,),
-    "store": (bool,), "service_tier": (str,), "reasoning_effort": (str,), "logit_bias": (dict,),
-    "functions": (list,), "function_call": (str, dict), "modalities": (list,), "prediction": (dict,),
-    "audio": (dict,), "web_search_options": (dict,), "verbosity": (str,), "prompt_cache_key": (str,),
+    "user": (str,),
+    "seed": (int,),
+    "logprobs": (bool,),
+    "top_logprobs": (int,),
+    "tools": (list,),
+    "tool_choice": (str, dict),
+    "response_format": (dict,),
+    "parallel_tool_calls": (bool,),
+    "metadata": (dict,),
+    "store": (bool,),
+    "service_tier": (str,),
+    "reasoning_effort": (str,),
+    "logit_bias": (dict,),
+    "functions": (list,),
+    "function_call": (str, dict),
+    "modalities": (list,),
+    "prediction": (dict,),
+    "audio": (dict,),
+    "web_search_options": (dict,),
+    "verbosity": (str,),
+    "prompt_cache_key": (str,),
     "safety_identifier": (str,),
 }
 _HANDLED = {"model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "n"}
@@ -244,8 +301,9 @@ def _loads(raw: bytes) -> Any:
         return json.loads(raw, parse_constant=constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         detail = f" ({e.msg} at character {e.pos})" if isinstance(e, json.JSONDecodeError) else ""
-        raise _bad("We could not parse the JSON body of your request" + detail
-                   + ". The body must be a JSON object in UTF-8.") from None
+        raise _bad(
+            "We could not parse the JSON body of your request" + detail + ". The body must be a JSON object in UTF-8."
+        ) from None
 
 
 def _no_lone_surrogates(raw: bytes, body: dict) -> None:
@@ -255,8 +313,9 @@ def _no_lone_surrogates(raw: bytes, body: dict) -> None:
     try:
         json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise _bad("The request contains a lone surrogate escape (\\ud800-\\udfff): it is not valid Unicode text.",
-                   "messages") from None
+        raise _bad(
+            "The request contains a lone surrogate escape (\\ud800-\\udfff): it is not valid Unicode text.", "messages"
+        ) from None
 
 
 def _opt_int(body: dict, name: str, lo: int, hi: int) -> int | None:
@@ -264,8 +323,11 @@ def _opt_int(body: dict, name: str, lo: int, hi: int) -> int | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise _bad(f"{name} = {_show(v)} is not allowed: expected a whole number from {lo} to {hi}.", name,
-                   "integer_below_min_value" if isinstance(v, int) and not isinstance(v, bool) and v < lo else None)
+        raise _bad(
+            f"{name} = {_show(v)} is not allowed: expected a whole number from {lo} to {hi}.",
+            name,
+            "integer_below_min_value" if isinstance(v, int) and not isinstance(v, bool) and v < lo else None,
+        )
     return v
 
 
@@ -279,23 +341,28 @@ def _check_messages(msgs: object) -> list:
         if not isinstance(m, dict):
             raise _bad(f"{p} = {_show(m)} is not allowed: expected an object with role and content.", p)
         role = m.get("role")
-        if role not in _ROLE_SET or not isinstance(role, str):
+        if not isinstance(role, str) or role not in _ROLE_SET:
             raise _bad(f"{p}.role = {_show(role)} is not allowed: expected one of {', '.join(ROLES)}.", f"{p}.role")
         content = m.get("content")
         if content is None:
             if role != "assistant":
-                raise _bad(f"{p}.content is missing: a {role} message needs a string or an array of parts.",
-                           f"{p}.content")
+                raise _bad(
+                    f"{p}.content is missing: a {role} message needs a string or an array of parts.", f"{p}.content"
+                )
         elif isinstance(content, list):
             for j, part in enumerate(content):
                 if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                    raise _bad(f"{p}.content[{j}] = {_show(part)} is not allowed: expected an object with a type.",
-                               f"{p}.content[{j}]")
+                    raise _bad(
+                        f"{p}.content[{j}] = {_show(part)} is not allowed: expected an object with a type.",
+                        f"{p}.content[{j}]",
+                    )
                 if (part["type"] == "text" or "text" in part) and not isinstance(part.get("text"), str):
                     raise _bad(f"{p}.content[{j}].text must be a string.", f"{p}.content[{j}].text")
         elif not isinstance(content, str):
-            raise _bad(f"{p}.content = {_show(content)} is not allowed: expected a string, an array of parts or null.",
-                       f"{p}.content")
+            raise _bad(
+                f"{p}.content = {_show(content)} is not allowed: expected a string, an array of parts or null.",
+                f"{p}.content",
+            )
         name = m.get("name")
         if name is not None and not isinstance(name, str):
             raise _bad(f"{p}.name must be a string.", f"{p}.name")
@@ -314,8 +381,9 @@ def _object(raw: bytes) -> dict:
     return body
 
 
-def chat_call(body: dict, raw: bytes, settings: ServerSettings, models: frozenset[str],
-              aliases: frozenset[str]) -> ChatCall:
+def chat_call(
+    body: dict, raw: bytes, settings: ServerSettings, models: frozenset[str], aliases: frozenset[str]
+) -> ChatCall:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad(f"model = {_show(model)} is not allowed: expected a model name, e.g. {DEFAULT_ALIAS!r}.", "model")
@@ -354,8 +422,9 @@ def chat_call(body: dict, raw: bytes, settings: ServerSettings, models: frozense
         elif key in _TYPED:
             kinds = _TYPED[key]
             if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
-                raise _bad(f"{key} = {_show(v)} is not allowed: expected {' or '.join(k.__name__ for k in kinds)}.",
-                           key)
+                raise _bad(
+                    f"{key} = {_show(v)} is not allowed: expected {' or '.join(k.__name__ for k in kinds)}.", key
+                )
         ignored.append(key if _PARAM_NAME.fullmatch(key) else "?")
     _no_lone_surrogates(raw, body)
     if model in aliases:
@@ -363,9 +432,13 @@ def chat_call(body: dict, raw: bytes, settings: ServerSettings, models: frozense
     elif model in models:
         force = model
     else:
-        raise ApiError(404, f"The model {_show(model, 80)} does not exist: ask for "
-                       f"{' or '.join(sorted(aliases))} to let Sophia route, or a configured model (GET /v1/models).",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"The model {_show(model, 80)} does not exist: ask for "
+            f"{' or '.join(sorted(aliases))} to let Sophia route, or a configured model (GET /v1/models).",
+            param="model",
+            code="model_not_found",
+        )
     return ChatCall(messages, max_tokens, force, bool(stream), include_usage, tuple(dict.fromkeys(ignored)))
 
 
@@ -382,18 +455,28 @@ def _hv(value: object) -> str:
 
 def _reason(res: Result) -> str | None:
     d = res.decision
-    if res.reason not in ("cache", "failover") and res.path and d is not None and d.chain \
-            and res.path[-1] != d.chain[0][0]:
+    if (
+        res.reason not in ("cache", "failover")
+        and res.path
+        and d is not None
+        and d.chain
+        and res.path[-1] != d.chain[0][0]
+    ):
         return "failover"  # the router sets this when the request ends; a stream needs it sooner
     return res.reason
 
 
 def _routing(res: Result) -> dict:
     return {
-        "request_id": res.request_id, "tier": res.tier, "endpoint": res.endpoint, "model": res.model,
+        "request_id": res.request_id,
+        "tier": res.tier,
+        "endpoint": res.endpoint,
+        "model": res.model,
         "reason": _reason(res),
         "complexity": res.decision.complexity if res.decision else None,
-        "simulated": res.simulated, "failover_path": list(res.path), "attempts": res.attempts,
+        "simulated": res.simulated,
+        "failover_path": list(res.path),
+        "attempts": res.attempts,
     }
 
 
@@ -421,16 +504,26 @@ def _result_headers(res: Result, ignored: tuple[str, ...] = ()) -> dict[str, str
 
 
 def _usage(res: Result) -> dict:
-    return {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
-            "total_tokens": res.prompt_tokens + res.completion_tokens,
-            "cost_usd": res.cost_usd, "estimated": res.usage_estimated}
+    return {
+        "prompt_tokens": res.prompt_tokens,
+        "completion_tokens": res.completion_tokens,
+        "total_tokens": res.prompt_tokens + res.completion_tokens,
+        "cost_usd": res.cost_usd,
+        "estimated": res.usage_estimated,
+    }
 
 
 def _sophia(res: Result) -> dict:
     """Routing and cost, as an extension object of each response (ignored by OpenAI clients)."""
-    return {**_routing(res), "cost_usd": res.cost_usd,
-            "metered_cost_usd": res.metered_cost_usd, "amortized_cost_usd": res.amortized_cost_usd,
-            "usage_estimated": res.usage_estimated, "latency_ms": round(res.latency_ms, 1), "status": res.status}
+    return {
+        **_routing(res),
+        "cost_usd": res.cost_usd,
+        "metered_cost_usd": res.metered_cost_usd,
+        "amortized_cost_usd": res.amortized_cost_usd,
+        "usage_estimated": res.usage_estimated,
+        "latency_ms": round(res.latency_ms, 1),
+        "status": res.status,
+    }
 
 
 def _finish_reason(res: Result, max_tokens: int | None) -> str:
@@ -440,35 +533,31 @@ def _finish_reason(res: Result, max_tokens: int | None) -> str:
 
 def _completion(res: Result, call: ChatCall) -> dict:
     return {
-        "id": f"chatcmpl-{res.request_id}", "object": "chat.completion", "created": int(time.time()),
-        "model": res.model, "system_fingerprint": None,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": res.text, "refusal": None},
-                     "logprobs": None, "finish_reason": _finish_reason(res, call.max_tokens)}],
-        "usage": _usage(res), "sophia": _sophia(res),
+        "id": f"chatcmpl-{res.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": res.model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": res.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": _finish_reason(res, call.max_tokens),
+            }
+        ],
+        "usage": _usage(res),
+        "sophia": _sophia(res),
     }
 
 
 def _timestamp(res: Result) -> str | None:
-    return res.ts.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z") if res.ts else None
+    return reference.timestamp(res)
 
 
 def _reference(res: Result) -> dict:
     """The reference deployment's /chat response (the same shape as `sophia chat --json`)."""
-    return {
-        "response": {
-            "choices": [{"message": {"role": "assistant", "content": res.text}}],
-            "usage": {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
-                      "total_tokens": res.prompt_tokens + res.completion_tokens, "estimated": res.usage_estimated},
-        },
-        "routing": {
-            "endpoint": res.tier, "server": res.endpoint, "model": res.model, "cost": res.cost_usd,
-            "reason": _reason(res), "complexity": res.decision.complexity if res.decision else None,
-            "latency_ms": round(res.latency_ms, 1), "failover_path": res.path, "simulated": res.simulated,
-            "status": res.status,
-        },
-        "timestamp": _timestamp(res),
-        "request_id": res.request_id,
-    }
+    return reference.chat_response(res, _reason(res))
 
 
 # --- streaming ----------------------------------------------------------------------------
@@ -516,7 +605,7 @@ class _Pump:
                 else:
                     self._put(("delta", text))
                 if self.cancelled:
-                    gen.close()  # records `cancelled` with what was received
+                    handle.close()  # records `cancelled` with what was received
                     break
         except Exception as e:  # the router records backend failures itself; this is a bug
             self._put(("raise", e))
@@ -535,28 +624,50 @@ class _Chunks:
 
     def set_model(self, model: str | None) -> None:
         self.model = model
-        self._head = (f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
-                      f'"model":{json.dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,')
+        self._head = (
+            f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{json.dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,'
+        )
 
     def role(self) -> bytes:
-        return (self._head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
-                ).encode()
+        return (
+            self._head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+        ).encode()
 
     def delta(self, text: str) -> bytes:
-        return (self._head + '"delta":{"content":' + json.dumps(text)
-                + '},"logprobs":null,"finish_reason":null}]}\n\n').encode()
+        return (
+            self._head + '"delta":{"content":' + json.dumps(text) + '},"logprobs":null,"finish_reason":null}]}\n\n'
+        ).encode()
 
     def _event(self, obj: dict) -> bytes:
         return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
     def end(self, res: Result, max_tokens: int | None) -> bytes:
-        base = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": res.model,
-                "system_fingerprint": None}
+        base = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": res.model,
+            "system_fingerprint": None,
+        }
         out = []
         if res.status == "ok":
-            out.append(self._event({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                                         "finish_reason": _finish_reason(res, max_tokens)}],
-                                    "sophia": _sophia(res)}))
+            out.append(
+                self._event(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {},
+                                "logprobs": None,
+                                "finish_reason": _finish_reason(res, max_tokens),
+                            }
+                        ],
+                        "sophia": _sophia(res),
+                    }
+                )
+            )
             if self.include_usage:
                 out.append(self._event({**base, "choices": [], "usage": _usage(res)}))
         else:  # the reply broke off after text was sent: an error event, as OpenAI streams do
@@ -570,6 +681,95 @@ class _Chunks:
         return self._event(err.body()) + b"data: [DONE]\n\n"
 
 
+# --- the routing threads ---------------------------------------------------------------------
+
+
+def _set_result(fut: asyncio.Future, value: object) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class RoutingPool:
+    """The threads that run the synchronous router for the event loop.
+
+    Lighter than ThreadPoolExecutor with run_in_executor (no concurrent Future, no chaining of
+    two futures): a job goes on a queue with its asyncio future, and the thread that runs it
+    sets the result with one call_soon_threadsafe. Threads start on demand, up to `size`; when
+    all are busy, jobs wait in the queue. close() runs every queued job, then joins the threads.
+    """
+
+    def __init__(self, size: int, name: str = "sophia-route") -> None:
+        self._size, self._name = size, name
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn, *args) -> None:
+        """Run fn(*args) on a routing thread; its result is dropped (it must handle its errors)."""
+        if self._closed:
+            raise RuntimeError("the server is shutting down")
+        self._q.put((fn, args))
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # an idle thread will take it
+            elif len(self._threads) < self._size:
+                t = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(t)
+                t.start()
+
+    def run(self, fn, *args) -> asyncio.Future:
+        """fn(*args) on a routing thread, as an awaitable."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.submit(self._call, loop, fut, fn, args)
+        return fut
+
+    @staticmethod
+    def _call(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, fn, args) -> None:
+        try:
+            value = fn(*args)
+        except BaseException as e:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_set_exception, fut, e)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_result, fut, value)
+
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except BaseException:  # submit()'s jobs handle their own errors; never lose the thread
+                traceback.print_exc()
+            with self._lock:
+                self._idle += 1
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Let every queued job run, then stop the threads; False if some are still busy at `timeout`."""
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+            threads = list(self._threads)
+        if first:
+            for _ in threads:
+                self._q.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
+
+
 # --- the application ----------------------------------------------------------------------
 
 
@@ -579,27 +779,44 @@ class Sophia:
     def __init__(self, rt: Runtime, settings: ServerSettings) -> None:
         self.rt = rt
         self.router = rt.router
-        self.cfg = rt.cfg
         self.settings = settings
         self.keys = KeyRing(settings.api_keys)
         self.limiter = RateLimiter()
-        self.pool = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="sophia-route")
-        self.models = frozenset(m for e in self.cfg.endpoints for m in e.models)
+        self.pool = RoutingPool(settings.max_concurrency)
+        self._served: tuple[Config, frozenset[str]] | None = None
         self.aliases = frozenset(settings.aliases)
+        self._id_prefix = uuid.uuid4().hex[:18]  # request ids: unique per process, then a counter
+        self._ids = itertools.count(1)
         self._closed = False
-        self._checker: asyncio.Task | None = None
+
+    @property
+    def cfg(self) -> Config:
+        """The settings in force (the background refresh may swap in a new version)."""
+        return self.rt.cfg
+
+    @property
+    def models(self) -> frozenset[str]:
+        """Every configured model name (a name forces that model)."""
+        cfg = self.rt.cfg
+        if self._served is None or self._served[0] is not cfg:
+            self._served = (cfg, frozenset(m for e in cfg.endpoints for m in e.models))
+        return self._served[1]
 
     # --- lifecycle --------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        if self.settings.health_check_interval_s > 0:
-            self._checker = asyncio.create_task(self._check_health())
+        if self.settings.refresh_interval_s > 0:
+            # Settings, budgets and spend of other processes; re-admits endpoints that recovered.
+            self.rt.start_background(self.settings.refresh_interval_s)
+        # Everything loaded so far (FastAPI, pydantic, numpy, duckdb, ...) lives as long as the
+        # process: keep it out of the collector's full passes, which otherwise stop the event
+        # loop for 60-80 ms every few seconds under load (measured: p99 84 ms → see bench).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
-            if self._checker is not None:
-                self._checker.cancel()
             # uvicorn has let in-flight requests finish; wait for their threads, then flush.
             await asyncio.get_running_loop().run_in_executor(None, self.close)
 
@@ -607,19 +824,19 @@ class Sophia:
         if self._closed:
             return
         self._closed = True
-        self.pool.shutdown(wait=True)
+        # uvicorn has waited for in-flight requests (server.shutdown_timeout_s); what is left is
+        # quick (streams whose client left stop at their next delta) unless an endpoint hangs.
+        if not self.pool.close(timeout=5.0):
+            # Upstream calls still running (an endpoint that hangs): cut them, so that they end
+            # and are recorded now instead of at their endpoint's timeout.
+            print(
+                "sophia: requests still waiting on endpoints at shutdown; closing those connections",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.router.close()
+            self.pool.close()
         self.rt.close()
-
-    async def _check_health(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.settings.health_check_interval_s)
-            due = self.router.health.due_for_check()
-            if due:
-                try:
-                    await loop.run_in_executor(self.pool, self.router.check, due)
-                except Exception:  # never let the checker die
-                    traceback.print_exc()
 
     # --- access -----------------------------------------------------------------------
 
@@ -628,12 +845,17 @@ class Sophia:
             return None  # loopback only (checked at start-up)
         token = apikeys.bearer(request.headers.get("authorization"))
         if token is None:
-            raise ApiError(401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-                           code="missing_api_key", headers={"www-authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                code="missing_api_key",
+                headers={"www-authenticate": "Bearer"},
+            )
         key = self.keys.lookup(token)
         if key is None:
-            raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key",
-                           headers={"www-authenticate": "Bearer"})
+            raise ApiError(
+                401, "Incorrect API key provided.", code="invalid_api_key", headers={"www-authenticate": "Bearer"}
+            )
         return key
 
     def admit(self, request: Request) -> str | None:
@@ -641,40 +863,57 @@ class Sophia:
         key = self.authenticate(request)
         if key is None:
             return None
-        limit = key.rate_limit_per_minute if key.rate_limit_per_minute is not None \
-            else self.settings.rate_limit_per_minute
+        limit = (
+            key.rate_limit_per_minute if key.rate_limit_per_minute is not None else self.settings.rate_limit_per_minute
+        )
         wait = self.limiter.take(key.id, limit)
         if wait > 0:
-            raise ApiError(429, f"Rate limit reached for key {key.id!r}: {limit} requests a minute. "
-                           f"Retry in {wait:.1f} s.", "requests", None, "rate_limit_exceeded",
-                           {"retry-after": str(max(1, math.ceil(wait))), "retry-after-ms": str(math.ceil(wait * 1000)),
-                            "x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": "0"})
+            raise ApiError(
+                429,
+                f"Rate limit reached for key {key.id!r}: {limit} requests a minute. Retry in {wait:.1f} s.",
+                "requests",
+                None,
+                "rate_limit_exceeded",
+                {
+                    "retry-after": str(max(1, math.ceil(wait))),
+                    "retry-after-ms": str(math.ceil(wait * 1000)),
+                    "x-ratelimit-limit-requests": str(limit),
+                    "x-ratelimit-remaining-requests": "0",
+                },
+            )
         return key.id
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
-        too_big = ApiError(413, f"The request body is larger than {limit:,} bytes (server.max_body_bytes).",
-                           code="request_too_large")
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            raise too_big
+            raise _too_big(limit)
         parts, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise too_big
+                raise _too_big(limit)
             parts.append(chunk)
         return b"".join(parts)
 
     # --- routing ------------------------------------------------------------------------
 
+    def _request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):014x}"
+
     def _request(self, call: ChatCall, key_id: str | None) -> ChatRequest:
-        return ChatRequest(call.messages, call.max_tokens, force_model=call.force_model, source="api",
-                           api_key_id=key_id, request_id=uuid.uuid4().hex)
+        return ChatRequest(
+            call.messages,
+            call.max_tokens,
+            force_model=call.force_model,
+            source="api",
+            api_key_id=key_id,
+            request_id=self._request_id(),
+        )
 
     async def _route(self, req: ChatRequest) -> Result:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self.router.chat, req)
+            return await self.pool.run(self.router.chat, req)
         except RequestError as e:
             raise _bad(str(e), "messages") from None
         except ValueError as e:
@@ -698,7 +937,7 @@ class Sophia:
     async def _stream(self, req: ChatRequest, call: ChatCall) -> Response:
         loop = asyncio.get_running_loop()
         pump = _Pump(loop)
-        loop.run_in_executor(self.pool, pump.run, self.router, req)
+        self.pool.submit(pump.run, self.router, req)
         try:
             first = await pump.queue.get()
         except BaseException:
@@ -725,8 +964,9 @@ class Sophia:
         if call.ignored:
             headers["x-sophia-ignored-params"] = ",".join(call.ignored)[:512]
         chunks = _Chunks(req.request_id, route.get("model"), call.include_usage)
-        return StreamingResponse(self._events(pump, first, chunks, call), headers=headers,
-                                 media_type="text/event-stream")
+        return StreamingResponse(
+            self._events(pump, first, chunks, call), headers=headers, media_type="text/event-stream"
+        )
 
     async def _events(self, pump: _Pump, first: tuple, chunks: _Chunks, call: ChatCall) -> AsyncIterator[bytes]:
         try:
@@ -762,8 +1002,10 @@ class Sophia:
             body = _object(raw)
             for key in body:
                 if key not in ("messages", "max_tokens", "model"):
-                    raise _bad(f"{_show(key)} is not a field of /chat: expected messages, max_tokens, model.",
-                               key if _PARAM_NAME.fullmatch(key) else None)
+                    raise _bad(
+                        f"{_show(key)} is not a field of /chat: expected messages, max_tokens, model.",
+                        key if _PARAM_NAME.fullmatch(key) else None,
+                    )
             if body.get("model") is None:
                 body["model"] = self.settings.aliases[0]
             call = chat_call(body, raw, self.settings, self.models, self.aliases)
@@ -792,20 +1034,37 @@ class Sophia:
         for m in self._models():
             if m["id"] == model_id:
                 return _json_response(m)
-        return _error_response(ApiError(404, f"The model {_show(model_id, 80)} does not exist.", param="model",
-                                        code="model_not_found"))
+        return _error_response(
+            ApiError(404, f"The model {_show(model_id, 80)} does not exist.", param="model", code="model_not_found")
+        )
 
     def _models(self) -> list[dict]:
-        out = [{"id": a, "object": "model", "created": 0, "owned_by": "sophia",
-                "description": "Sophia routes each request to the tier and model its policy chooses"}
-               for a in self.settings.aliases]
+        out = [
+            {
+                "id": a,
+                "object": "model",
+                "created": 0,
+                "owned_by": "sophia",
+                "description": "Sophia routes each request to the tier and model its policy chooses",
+            }
+            for a in self.settings.aliases
+        ]
         seen: set[str] = set()
         for e in self.cfg.endpoints:
             for m in e.models:
                 if m not in seen:
                     seen.add(m)
-                    out.append({"id": m, "object": "model", "created": 0, "owned_by": f"sophia:{e.tier}",
-                                "tier": e.tier, "endpoint": e.name, "simulated": e.simulated})
+                    out.append(
+                        {
+                            "id": m,
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": f"sophia:{e.tier}",
+                            "tier": e.tier,
+                            "endpoint": e.name,
+                            "simulated": e.simulated,
+                        }
+                    )
         return out
 
     async def health(self, request: Request, probe: bool = False) -> Response:
@@ -819,8 +1078,7 @@ class Sophia:
         if probe:
             if not detail and self.keys:
                 return _error_response(self._auth_needed())
-            checked = await asyncio.get_running_loop().run_in_executor(
-                self.pool, self.router.check, [e.name for e in self.cfg.endpoints])
+            checked = await self.pool.run(self.router.check, [e.name for e in self.cfg.endpoints])
         snap = self.router.health.snapshot()
         endpoints, tiers = {}, {}
         for e in self.cfg.endpoints:
@@ -830,27 +1088,45 @@ class Sophia:
             if probe:
                 info["probe"] = "ok" if checked[e.name] else "failed"
             if detail:
-                info.update({k: s[k] for k in ("consecutive_failures", "cooldown_remaining_s", "successes",
-                                               "failures", "last_latency_ms", "last_error")})
+                info.update(
+                    {
+                        k: s[k]
+                        for k in (
+                            "consecutive_failures",
+                            "cooldown_remaining_s",
+                            "successes",
+                            "failures",
+                            "last_latency_ms",
+                            "last_error",
+                        )
+                    }
+                )
             endpoints[e.name] = info
             t = tiers.setdefault(e.tier, {"available": False, "endpoints": []})
             t["endpoints"].append(e.name)
             t["available"] = t["available"] or up
         serving = any(t["available"] for t in tiers.values())
         degraded = any(not i["available"] or i["state"] != "healthy" for i in endpoints.values())
-        body = {"status": ("degraded" if degraded else "ok") if serving else "down",
-                "tiers": tiers, "endpoints": endpoints,
-                "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        body = {
+            "status": ("degraded" if degraded else "ok") if serving else "down",
+            "tiers": tiers,
+            "endpoints": endpoints,
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
         return _json_response(body, 200 if serving else 503, {"cache-control": "no-store"})
 
     def _auth_needed(self) -> ApiError:
-        return ApiError(401, "A probe calls every endpoint: send an API key as 'Authorization: Bearer <key>'.",
-                        code="missing_api_key", headers={"www-authenticate": "Bearer"})
+        return ApiError(
+            401,
+            "A probe calls every endpoint: send an API key as 'Authorization: Bearer <key>'.",
+            code="missing_api_key",
+            headers={"www-authenticate": "Bearer"},
+        )
 
     async def stats(self, request: Request, source: list[str] | None = None) -> Response:
         try:
             self.authenticate(request)
-            data = await asyncio.get_running_loop().run_in_executor(self.pool, self._stats, source)
+            data = await self.pool.run(self._stats, source)
         except ApiError as e:
             return _error_response(e)
         return _json_response(data, 200, {"cache-control": "no-store"})
@@ -864,14 +1140,23 @@ class Sophia:
                     f"""SELECT api_key_id, count(*), coalesce(sum(metered_cost_usd + amortized_cost_usd), 0),
                                count(*) FILTER (WHERE tier = 'serverless'), count(*) FILTER (WHERE tier = 'dedicated')
                         FROM requests WHERE {clause} AND source = 'api' GROUP BY 1 ORDER BY 1 NULLS FIRST""",
-                    params).fetchall()
+                    params,
+                ).fetchall()
         except (DatabaseBusy, DatabaseError) as e:
-            raise ApiError(503, f"The request log is not available right now: {e}", "server_error", None,
-                           "database_busy", {"retry-after": "1"}) from None
+            raise ApiError(
+                503,
+                f"The request log is not available right now: {e}",
+                "server_error",
+                None,
+                "database_busy",
+                {"retry-after": "1"},
+            ) from None
         data["cost_savings"] = data.get("cost_savings_usd")
         data["sources"] = sources
-        data["by_api_key"] = [{"api_key_id": k, "requests": n, "cost_usd": round(c, 6), "serverless_requests": s,
-                               "dedicated_requests": d} for k, n, c, s, d in rows]
+        data["by_api_key"] = [
+            {"api_key_id": k, "requests": n, "cost_usd": round(c, 6), "serverless_requests": s, "dedicated_requests": d}
+            for k, n, c, s, d in rows
+        ]
         return data
 
     async def dashboard(self) -> Response:
@@ -884,8 +1169,9 @@ class Sophia:
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "tool", "developer", "function"]
-    content: str | list[dict] | None = Field(None, description="Text, or an array of content parts; null only for "
-                                                                "an assistant message")
+    content: str | list[dict] | None = Field(
+        None, description="Text, or an array of content parts; null only for an assistant message"
+    )
     name: str | None = None
 
 
@@ -894,11 +1180,20 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"description": (
-        "The OpenAI chat completion request. Sampling parameters (temperature, top_p, stop, tools, ...) "
-        "are type-checked but not forwarded; their names come back in x-sophia-ignored-params.")})
-    model: str = Field(..., examples=[DEFAULT_ALIAS], description="An alias (sophia-auto) lets the router decide; "
-                                                                  "a configured model name forces it")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "description": (
+                "The OpenAI chat completion request. Sampling parameters (temperature, top_p, stop, tools, ...) "
+                "are type-checked but not forwarded; their names come back in x-sophia-ignored-params."
+            )
+        },
+    )
+    model: str = Field(
+        ...,
+        examples=[DEFAULT_ALIAS],
+        description="An alias (sophia-auto) lets the router decide; a configured model name forces it",
+    )
     messages: list[Message] = Field(..., min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="Takes precedence over max_tokens")
@@ -956,58 +1251,113 @@ _ERRORS = {
 
 
 def _body_doc(model: type[BaseModel]) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
 
 
 def create_app(rt: Runtime, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or parse_settings(rt.cfg.extra.get("server", {}), rt.cfg)
     s = Sophia(rt, settings)
     app = FastAPI(
-        title="Sophia", version=VERSION, lifespan=s.lifespan, redoc_url=None,
+        title="Sophia",
+        version=VERSION,
+        lifespan=s.lifespan,
+        redoc_url=None,
         description="OpenAI-compatible LLM router between a serverless API and dedicated GPU servers. Every request "
-                    "is routed, recorded and costed; the routing comes back in x-sophia-* headers.",
+        "is routed, recorded and costed; the routing comes back in x-sophia-* headers.",
     )
     app.state.sophia = s
-    routed = {"x-sophia-tier", "x-sophia-endpoint", "x-sophia-model", "x-sophia-reason", "x-sophia-complexity",
-              "x-sophia-cost-usd"}
+    routed = {
+        "x-sophia-tier",
+        "x-sophia-endpoint",
+        "x-sophia-model",
+        "x-sophia-reason",
+        "x-sophia-complexity",
+        "x-sophia-cost-usd",
+    }
     app.add_api_route(
-        "/v1/chat/completions", s.chat_completions, methods=["POST"], tags=["OpenAI"],
+        "/v1/chat/completions",
+        s.chat_completions,
+        methods=["POST"],
+        tags=["OpenAI"],
         summary="Chat completion (streamed or not), routed by Sophia",
         description="Headers: " + ", ".join(sorted(routed)) + " (a stream carries its cost in the final usage).",
-        responses={200: {"model": ChatCompletion, "description": "A chat.completion, or text/event-stream chunks"},
-                   **_ERRORS},
-        openapi_extra=_body_doc(ChatCompletionRequest))
-    app.add_api_route("/v1/models", s.list_models, methods=["GET"], tags=["OpenAI"],
-                      summary="What can be asked for: the aliases and every configured model")
-    app.add_api_route("/v1/models/{model_id:path}", s.get_model, methods=["GET"], tags=["OpenAI"],
-                      summary="One model", responses={404: _ERRORS[404]})
-    app.add_api_route("/chat", s.chat, methods=["POST"], tags=["Reference"],
-                      summary="The reference request {messages, max_tokens} → {response, routing, timestamp}",
-                      responses={k: v for k, v in _ERRORS.items() if k != 504},
-                      openapi_extra=_body_doc(ReferenceChatRequest))
+        responses={
+            200: {"model": ChatCompletion, "description": "A chat.completion, or text/event-stream chunks"},
+            **_ERRORS,
+        },
+        openapi_extra=_body_doc(ChatCompletionRequest),
+    )
+    app.add_api_route(
+        "/v1/models",
+        s.list_models,
+        methods=["GET"],
+        tags=["OpenAI"],
+        summary="What can be asked for: the aliases and every configured model",
+    )
+    app.add_api_route(
+        "/v1/models/{model_id:path}",
+        s.get_model,
+        methods=["GET"],
+        tags=["OpenAI"],
+        summary="One model",
+        responses={404: _ERRORS[404]},
+    )
+    app.add_api_route(
+        "/chat",
+        s.chat,
+        methods=["POST"],
+        tags=["Reference"],
+        summary="The reference request {messages, max_tokens} → {response, routing, timestamp}",
+        responses={k: v for k, v in _ERRORS.items() if k != 504},
+        openapi_extra=_body_doc(ReferenceChatRequest),
+    )
 
-    async def health(request: Request,
-                     probe: Annotated[bool, Query(description="call every endpoint now")] = False):
+    async def health(request: Request, probe: Annotated[bool, Query(description="call every endpoint now")] = False):
         return await s.health(request, probe)
 
-    async def stats_(request: Request,
-                     source: Annotated[list[str] | None, Query(description="only these sources")] = None):
+    async def stats_(
+        request: Request, source: Annotated[list[str] | None, Query(description="only these sources")] = None
+    ):
         return await s.stats(request, source)
 
-    app.add_api_route("/health", health, methods=["GET"], tags=["Reference"],
-                      summary="Each endpoint's state: 200 while at least one tier can serve, else 503")
-    app.add_api_route("/stats", stats_, methods=["GET"], tags=["Reference"],
-                      summary="Routing statistics over the log (total_requests, serverless_percentage, "
-                              "cost_savings, average_cost_per_request, ...)")
-    app.add_api_route("/dashboard", s.dashboard, methods=["GET"], tags=["Reference"],
-                      summary="Redirects to the app (server.app_url)", response_class=RedirectResponse)
+    app.add_api_route(
+        "/health",
+        health,
+        methods=["GET"],
+        tags=["Reference"],
+        summary="Each endpoint's state: 200 while at least one tier can serve, else 503",
+    )
+    app.add_api_route(
+        "/stats",
+        stats_,
+        methods=["GET"],
+        tags=["Reference"],
+        summary="Routing statistics over the log (total_requests, serverless_percentage, "
+        "cost_savings, average_cost_per_request, ...)",
+    )
+    app.add_api_route(
+        "/dashboard",
+        s.dashboard,
+        methods=["GET"],
+        tags=["Reference"],
+        summary="Redirects to the app (server.app_url)",
+        response_class=RedirectResponse,
+    )
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        msg = {404: f"Unknown path {request.url.path}: see /docs", 405: f"Method {request.method} is not allowed "
-               f"on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return _error_response(ApiError(exc.status_code, msg, code={404: "unknown_url"}.get(exc.status_code)),
-                               getattr(exc, "headers", None))
+        msg = {
+            404: f"Unknown path {request.url.path}: see /docs",
+            405: f"Method {request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        return _error_response(
+            ApiError(exc.status_code, msg, code={404: "unknown_url"}.get(exc.status_code)),
+            getattr(exc, "headers", None),
+        )
 
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
@@ -1015,8 +1365,7 @@ def create_app(rt: Runtime, settings: ServerSettings | None = None) -> FastAPI:
         return _error_response(_bad(f"{where}: {first.get('msg', 'invalid value')}", where or None))
 
     async def crash(request: Request, exc: Exception) -> Response:
-        return _error_response(ApiError(500, "The server had an error while processing your request.",
-                                        "server_error"))
+        return _error_response(ApiError(500, "The server had an error while processing your request.", "server_error"))
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -1043,6 +1392,60 @@ def create_app(rt: Runtime, settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
+class FastPath:
+    """The ASGI application that is served: POST /v1/chat/completions goes straight to its handler,
+    everything else (and the lifespan) to the FastAPI app.
+
+    FastAPI's per-request machinery (middleware stack, routing, dependency solving) cost about as
+    much event-loop time as the rest of a request; the hot path skips it and keeps the same handler,
+    the same responses and the same documentation (the route is still declared in FastAPI).
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.sophia: Sophia = app.state.sophia
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sender(message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            if scope["path"] == "/v1/chat/completions" and scope["method"] == "POST":
+                response = await self.sophia.chat_completions(Request(scope, receive))
+                await response(scope, receive, sender)
+            else:
+                await self.app(scope, receive, sender)
+        except asyncio.CancelledError:
+            # uvicorn stopped waiting for this request at shutdown (server.shutdown_timeout_s); the
+            # routing thread goes on and records it.
+            if not started:
+                await _error_response(
+                    ApiError(
+                        503,
+                        "The server is shutting down: retry.",
+                        "server_error",
+                        None,
+                        "shutting_down",
+                        {"retry-after": "1"},
+                    )
+                )(scope, receive, send)
+        except Exception:
+            traceback.print_exc()
+            if not started:
+                response = _error_response(
+                    ApiError(500, "The server had an error while processing your request.", "server_error")
+                )
+                await response(scope, receive, send)
+
+
 # --- running ------------------------------------------------------------------------------
 
 
@@ -1055,21 +1458,35 @@ def _secrets() -> dict | None:
         raise ConfigError(f"{path} cannot be read: {type(e).__name__}") from None
 
 
-def open_runtime(cfg: Config, config_path: str | None, db_path: str | None) -> Runtime:
-    return Runtime.open(config_path, db_path, cfg=cfg, backends=make_backends(cfg, secrets=_secrets()))
+def server_backends(cfg: Config, settings: ServerSettings) -> dict:
+    """The router's backends; real endpoints on the lean transport unless `upstream_http = "httpx"`."""
+    secrets = _secrets()
+    backends = make_backends(cfg, secrets=secrets)
+    if settings.upstream_http == "fast":
+        ctx = httpx.create_ssl_context()  # verifying; built once (it costs milliseconds)
+        for e in cfg.endpoints:
+            if not e.simulated:
+                backends[e.name].close()
+                backends[e.name] = OpenAIBackend(e, api_key(e, secrets), cfg.failover, transport=FastTransport(ctx))
+    return backends
 
 
-def worker_app() -> FastAPI:
+def open_runtime(cfg: Config, settings: ServerSettings, config_path: str | None, db_path: str | None) -> Runtime:
+    return Runtime.open(config_path, db_path, cfg=cfg, backends=server_backends(cfg, settings))
+
+
+def worker_app() -> FastPath:
     """The app of one worker process of `sophia serve --workers N` (paths come from the environment)."""
     cfg = config_mod.load(os.environ.get("SOPHIA_CONFIG"))
     settings = parse_settings(cfg.extra.get("server", {}), cfg)
-    return create_app(open_runtime(cfg, cfg.path, os.environ.get("SOPHIA_DB")), settings)
+    return FastPath(create_app(open_runtime(cfg, settings, cfg.path, os.environ.get("SOPHIA_DB")), settings))
 
 
 def _bind(host: str, port: int) -> socket.socket:
     h = host.strip("[]")
     family = socket.AF_INET6 if ":" in h else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on TCP-typed sockets (else: 40 ms delayed ACKs)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
@@ -1105,8 +1522,13 @@ def _err(msg: str) -> int:
     return 1
 
 
-def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, config_path: str | None = None,
-        db_path: str | None = None) -> int:
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    config_path: str | None = None,
+    db_path: str | None = None,
+) -> int:
     """`sophia serve`: run until SIGTERM or SIGINT, then finish in-flight requests and flush every record."""
     try:
         cfg = config_mod.load(config_path)
@@ -1117,26 +1539,36 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, config_path
     if not 1 <= port <= 65535:
         return _err(f"--port {port} is not allowed: expected a port from 1 to 65535")
     try:
-        rt = open_runtime(cfg, config_path, db_path)
-    except (ConfigError, DatabaseBusy, DatabaseError, OSError) as e:
+        rt = open_runtime(cfg, settings, config_path, db_path)
+    except (ValueError, DatabaseBusy, DatabaseError, OSError) as e:  # ConfigError is a ValueError
         return _err(str(e))
     try:
         sock = _bind(host, port)
     except OSError as e:
         rt.close()
         return _err(f"cannot listen on {host}:{port}: {e.strerror or e}")
-    common = dict(lifespan="on", access_log=settings.access_log, server_header=False, log_level="info",
-                  timeout_graceful_shutdown=settings.shutdown_timeout_s or None, proxy_headers=False)
+    common = dict(
+        lifespan="on",
+        access_log=settings.access_log,
+        server_header=False,
+        log_level="info",
+        timeout_graceful_shutdown=settings.shutdown_timeout_s or None,
+        proxy_headers=False,
+    )
     shown = f"[{host}]" if ":" in host else host
     sim = sum(e.simulated for e in cfg.endpoints)
-    print(f"sophia: serving http://{shown}:{port}/v1 (docs at /docs) · {len(cfg.endpoints)} endpoints"
-          f"{f' ({sim} simulated)' if sim else ''} · API keys: "
-          f"{f'{len(settings.api_keys)} configured' if settings.api_keys else 'none (loopback only)'} · "
-          f"log: {rt.db.path} · {workers} worker{'s' if workers > 1 else ''}", file=sys.stderr, flush=True)
+    print(
+        f"sophia: serving http://{shown}:{port}/v1 (docs at /docs) · {len(cfg.endpoints)} endpoints"
+        f"{f' ({sim} simulated)' if sim else ''} · API keys: "
+        f"{f'{len(settings.api_keys)} configured' if settings.api_keys else 'none (loopback only)'} · "
+        f"log: {rt.db.path} · {workers} worker{'s' if workers > 1 else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         if workers == 1:
             app = create_app(rt, settings)
-            server = _Server(uvicorn.Config(app, **common))
+            server = _Server(uvicorn.Config(FastPath(app), **common))
             try:
                 server.run(sockets=[sock])
             finally:

@@ -101,8 +101,10 @@ class Writer:
         try:
             table = schema.to_arrow(batch)
         except Exception as e:  # a malformed record must not take the others down
-            self._report(f"records could not be encoded: {e}")
-            return
+            self._report(f"a batch could not be encoded ({e}); salvaging it record by record")
+            table = self._salvage(batch)
+            if table is None:
+                return
         con = None
         try:
             con = self.db.try_acquire(polite=True)
@@ -117,18 +119,42 @@ class Writer:
                     cur.unregister("_batch")
                 finally:
                     cur.close()
-                self.written += len(batch)
+                self.written += table.num_rows
                 return
             except duckdb.Error as e:
                 self._report(f"append failed, records kept in the inbox: {e}")
             finally:
                 self.db.release()
         if self.db.inbox is None:
-            self._report(f"{len(batch)} records lost: in-memory database unavailable")
+            self._report(f"{table.num_rows} records lost: in-memory database unavailable")
             return
         inbox.write_segment(self.db.inbox, table)
-        self.spilled += len(batch)
+        self.spilled += table.num_rows
+
+    def _salvage(self, batch: list[dict]):
+        """Encode a batch that failed as a whole: text that is not valid Unicode (a lone surrogate
+        from an upstream's reply) is stored with U+FFFD in its place; a record that still cannot be
+        encoded is reported and dropped alone."""
+        good = []
+        for r in batch:
+            r = {k: _text(v) for k, v in r.items()}
+            try:
+                schema.to_arrow([r])
+            except Exception as e:
+                self._report(f"record {r.get('request_id')} could not be encoded and was dropped: {e}")
+                continue
+            good.append(r)
+        return schema.to_arrow(good) if good else None
 
     def _report(self, msg: str) -> None:
         self.errors.append(msg)
         print(f"sophia: {msg}", file=sys.stderr)
+
+
+def _text(v):
+    """Strings (and lists of strings) as valid UTF-8: unpaired surrogates become U+FFFD."""
+    if isinstance(v, str):
+        return v.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(v, list):
+        return [_text(x) for x in v]
+    return v
