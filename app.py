@@ -20,6 +20,7 @@ pages = {
         st.Page("pages/request_log.py", title="Request log", icon=":material/table_rows:"),
     ],
     "Steer": [
+        st.Page("pages/simulator.py", title="Cost simulator", icon=":material/calculate:"),
         st.Page("pages/tuning.py", title="Threshold tuning", icon=":material/tune:"),
         st.Page("pages/budgets.py", title="Budgets", icon=":material/savings:"),
     ],

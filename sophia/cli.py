@@ -151,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     xr.add_argument("--until", type=_when, help="up to this ISO time (UTC)")
     xr.add_argument("--out", help="file to write (default: standard output)")
 
+    sm = sub.add_parser(
+        "simulate", parents=[common], help="simulate a fleet: monthly cost, utilization, latency, cheapest GPU count"
+    )
+    traffic = sm.add_mutually_exclusive_group()
+    traffic.add_argument("--source", action="append", help="logged or imported traffic of this source (repeatable)")
+    traffic.add_argument("--profile", help="synthetic traffic from a profile file (TOML or JSON)")
+    sm.add_argument("--scale", type=float, default=1.0, help="times the arrival rate (default 1)")
+    sm.add_argument("--gpus", type=int, help="GPUs of the primary dedicated type (default: the configured servers)")
+    sm.add_argument("--gpu-hourly", type=float, help="USD per GPU-hour")
+    sm.add_argument("--throughput", type=float, help="output tokens/s of one GPU at saturation")
+    sm.add_argument("--max-concurrency", type=_positive, help="requests in one GPU's batch")
+    sm.add_argument("--slo-ms", type=float, default=500.0, help="target p95 time to first token, ms (default 500)")
+    sm.add_argument("--policy", choices=("router", "dedicated-first", "serverless", "dedicated"), default="router")
+    sm.add_argument("--optimize", action="store_true", help="find the cheapest GPU count meeting the target")
+
     v = sub.add_parser("serve", parents=[common], help="run the OpenAI-compatible API server")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=_positive, default=8000)
@@ -516,6 +531,23 @@ def _export_requests(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from . import simulator
+
+    cfg = config_mod.load(_opt(args, "config"))
+    path = _opt(args, "db") or default_path()
+    db = None
+    if args.profile is None or path == ":memory:" or Path(path).exists():
+        db = Database(_need_db(args))
+    try:
+        data, text = simulator.simulate_command(args, cfg, db, on_wait=_progress)
+    finally:
+        if db is not None:
+            db.close()
+    _out(args, data, text)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from . import server  # the ASGI stack is only imported when serving
 
@@ -534,6 +566,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "budget": cmd_budget,
     "export": cmd_export,
+    "simulate": cmd_simulate,
 }
 
 
