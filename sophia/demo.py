@@ -7,7 +7,7 @@ fail. Everything is vectorized, so a million rows take seconds.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +43,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     if n < 1 or days < 1:
         raise ValueError("demo needs --requests >= 1 and --days >= 1")
     rng = np.random.default_rng(seed)
-    end = end or datetime.utcnow()
+    end = end or datetime.now(UTC).replace(tzinfo=None)
     start = end - timedelta(days=days)
     # Arrivals: pick minutes with weight = hour-of-day rhythm x day-of-week rhythm.
     minutes = np.arange(days * 24 * 60)
