@@ -37,9 +37,23 @@ MISSING = "(none)"  # how a NULL group is labelled
 
 # The request log's table: what a page row shows (cost is metered + amortized, like Result.cost_usd).
 PAGE_COLUMNS = (
-    "ts", "request_id", "source", "tier", "endpoint", "model", "reason", "status", "complexity",
-    "prompt_tokens", "completion_tokens", "usage_estimated", "cost_usd", "latency_ms", "ttft_ms",
-    "simulated", "error",
+    "ts",
+    "request_id",
+    "source",
+    "tier",
+    "endpoint",
+    "model",
+    "reason",
+    "status",
+    "complexity",
+    "prompt_tokens",
+    "completion_tokens",
+    "usage_estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "simulated",
+    "error",
 )
 
 
@@ -173,16 +187,18 @@ def overview(cur: duckdb.DuckDBPyConnection, cfg: Config, f: Filters) -> dict:
     total = s["total_requests"]
     metered, fixed, amortized = s["metered_cost_usd"], s["fixed_cost_usd"], s["amortized_cost_usd"]
     spend = round(metered + fixed, pricing.DIGITS)
-    s.update({
-        "spend_usd": spend,
-        "error_rate": s["error_requests"] / total if total else 0.0,
-        "failover_rate": s["failover_requests"] / total if total else 0.0,
-        "gpu_utilization": amortized / fixed if fixed else None,
-        "idle_gpu_usd": round(max(fixed - amortized, 0.0), pricing.DIGITS),
-        # Against the same traffic all on the premium model, counting every GPU-hour paid.
-        "savings_with_fixed_usd": round(s["premium_baseline_usd"] - spend, pricing.DIGITS),
-        "hourly_fixed_usd": pricing.hourly_fixed(cfg.endpoints),
-    })
+    s.update(
+        {
+            "spend_usd": spend,
+            "error_rate": s["error_requests"] / total if total else 0.0,
+            "failover_rate": s["failover_requests"] / total if total else 0.0,
+            "gpu_utilization": amortized / fixed if fixed else None,
+            "idle_gpu_usd": round(max(fixed - amortized, 0.0), pricing.DIGITS),
+            # Against the same traffic all on the premium model, counting every GPU-hour paid.
+            "savings_with_fixed_usd": round(s["premium_baseline_usd"] - spend, pricing.DIGITS),
+            "hourly_fixed_usd": pricing.hourly_fixed(cfg.endpoints),
+        }
+    )
     return s
 
 
@@ -222,6 +238,7 @@ def latency_series(cur: duckdb.DuckDBPyConnection, f: Filters, grain: str) -> pd
 
 def bucket_starts(start: datetime, end: datetime, grain: str) -> list[datetime]:
     """Every bucket start (as DuckDB's date_trunc gives it) that overlaps [start, end)."""
+
     def trunc(t: datetime) -> datetime:
         if grain == "hour":
             return t.replace(minute=0, second=0, microsecond=0)
@@ -284,8 +301,9 @@ def page(cur: duckdb.DuckDBPyConnection, f: Filters, limit: int = 50, offset: in
     if not (isinstance(offset, int) and offset >= 0):
         raise FilterError(f"page offset {offset!r} is not allowed: expected a whole number >= 0")
     clause, params = f.where()
-    cols = ", ".join("round(metered_cost_usd + amortized_cost_usd, 9) AS cost_usd" if c == "cost_usd" else c
-                     for c in PAGE_COLUMNS)
+    cols = ", ".join(
+        "round(metered_cost_usd + amortized_cost_usd, 9) AS cost_usd" if c == "cost_usd" else c for c in PAGE_COLUMNS
+    )
     return cur.execute(
         f"SELECT {cols} FROM requests WHERE {clause} ORDER BY ts DESC, request_id LIMIT ? OFFSET ?",
         [*params, limit, offset],

@@ -33,8 +33,9 @@ EXPORT_MAX_ROWS = 250_000  # a download is held in the app's memory: keep it wel
 DEMO_REQUESTS, DEMO_DAYS = 5_000, 14
 
 
-def resolve_range(preset: str, now: datetime, custom: Sequence[date] | None = None
-                  ) -> tuple[datetime | None, datetime | None]:
+def resolve_range(
+    preset: str, now: datetime, custom: Sequence[date] | None = None
+) -> tuple[datetime | None, datetime | None]:
     """[start, end) in naive UTC for a preset, or for a custom pair of dates (both inclusive).
 
     Raises ValueError with a message for the user when the choice cannot be used.
@@ -247,7 +248,7 @@ def pct(x: float | None, digits: int = 1) -> str:
     """A share as a percentage; a tiny non-zero share is shown as such, not as 0."""
     if x is None or x != x:
         return "—"
-    floor = 10 ** -digits
+    floor = 10**-digits
     if 0 < 100 * x < floor:
         return f"<{floor:g}%"
     return f"{100 * x:.{digits}f}%"

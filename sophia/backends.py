@@ -10,6 +10,7 @@ from typing import Protocol
 import httpx
 
 from .config import Endpoint, FailoverSettings
+from .privacy import redact
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,15 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _status_error(name: str, resp: httpx.Response) -> BackendError:
+def scrub(text: str, secret: str | None) -> str:
+    """Upstream text made safe to log: the endpoint's own key and anything key-like removed
+    (a server may echo the bearer token it refused)."""
+    if secret:
+        text = text.replace(secret, "[secret]")
+    return redact(text)
+
+
+def _status_error(name: str, resp: httpx.Response, secret: str | None = None) -> BackendError:
     try:
         body = resp.read().decode("utf-8", "replace")
     except httpx.HTTPError:
@@ -60,7 +69,7 @@ def _status_error(name: str, resp: httpx.Response) -> BackendError:
         detail = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         detail = body
-    detail = " ".join(str(detail).split())[:200]
+    detail = scrub(" ".join(str(detail).split()), secret)[:200]
     code = resp.status_code
     retryable = code in (408, 409, 429) or code >= 500
     return BackendError(
@@ -93,6 +102,7 @@ class OpenAIBackend:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = endpoint.name
+        self._secret = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # TLS verification stays on: there is deliberately no setting to turn it off.
         self._client = httpx.Client(
@@ -123,7 +133,7 @@ class OpenAIBackend:
         except httpx.HTTPError as e:
             raise self._errors(e) from None
         if resp.status_code >= 400:
-            raise _status_error(self.name, resp)
+            raise _status_error(self.name, resp, self._secret)
         try:
             data = resp.json()
             text = data["choices"][0]["message"]["content"]
@@ -142,7 +152,7 @@ class OpenAIBackend:
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as resp:
                 if resp.status_code >= 400:
-                    raise _status_error(self.name, resp)
+                    raise _status_error(self.name, resp, self._secret)
                 done = False
                 for line in resp.iter_lines():
                     if not line.startswith("data:"):
@@ -164,7 +174,10 @@ class OpenAIBackend:
                     if "error" in event:
                         err = event["error"]
                         msg = err.get("message", "") if isinstance(err, Mapping) else err
-                        raise BackendError("http_status", f"{self.name} reported an error mid-stream: {str(msg)[:200]}")
+                        raise BackendError(
+                            "http_status",
+                            f"{self.name} reported an error mid-stream: {scrub(str(msg), self._secret)[:200]}",
+                        )
                     text = ""
                     choices = event.get("choices") or []
                     if choices and isinstance(choices[0], Mapping):

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from . import pricing
 from .config import Config, ConfigError
 
 PERIODS = ("day", "week", "month")
@@ -220,8 +221,7 @@ def fixed_accrued(b: Budget, cfg: Config, start: datetime, now: datetime, hourly
     hourly = fixed_hourly(b, cfg) if hourly is None else hourly
     if not hourly or now <= start:
         return 0.0
-    hours = math.ceil((now - start).total_seconds() / 3600)
-    return round(hourly * hours, 9)
+    return round(hourly * pricing.charged_hours(start, now, whole_hours=True), pricing.DIGITS)
 
 
 def state(spent: float, b: Budget) -> str:

@@ -55,6 +55,15 @@ def _when(text: str) -> datetime:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
+def _max_tokens(text: str) -> int:
+    from .features import MAX_TOKENS_LIMIT
+
+    v = _positive(text)
+    if v > MAX_TOKENS_LIMIT:
+        raise argparse.ArgumentTypeError(f"{v:,} is not allowed: expected at most {MAX_TOKENS_LIMIT:,}")
+    return v
+
+
 def _unit(text: str) -> float:
     try:
         v = float(text)
@@ -82,11 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("route", parents=[common], help="show the routing decision for a prompt (nothing is called)")
     r.add_argument("text")
-    r.add_argument("--max-tokens", type=_positive)
+    r.add_argument("--max-tokens", type=_max_tokens)
 
     c = sub.add_parser("chat", parents=[common], help="route a prompt, call the endpoint, record and print the reply")
     c.add_argument("text")
-    c.add_argument("--max-tokens", type=_positive)
+    c.add_argument("--max-tokens", type=_max_tokens)
     c.add_argument("--tier", choices=("serverless", "dedicated"))
     c.add_argument("--model", help="force a configured model")
 
@@ -191,6 +200,14 @@ def _out(args, data, text: str) -> None:
 
 def cmd_route(args) -> int:
     cfg = config_mod.load(_opt(args, "config"))
+    path = _opt(args, "db") or default_path()
+    if path != ":memory:" and Path(path).exists():  # the policy version live routing uses now
+        db = Database(path)
+        try:
+            with db.cursor(on_wait=_progress) as cur:
+                _, cfg = versions.resolve(cur, cfg)
+        finally:
+            db.close()
     router = Router(cfg, writer=None, backends={})
     d = router.decide(ChatRequest([{"role": "user", "content": args.text}], args.max_tokens))
     out = d.as_dict()
@@ -352,6 +369,8 @@ def cmd_import(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    if args.since and args.until and args.until <= args.since:
+        raise CLIError(f"--until {args.until:%Y-%m-%d %H:%M} is not after --since {args.since:%Y-%m-%d %H:%M}")
     base = config_mod.load(_opt(args, "config"))
     db = Database(_need_db(args))
     try:
@@ -522,10 +541,12 @@ def _export_requests(args) -> int:
         with db.cursor(on_wait=_progress) as cur:
             if args.out:
                 with open(args.out, "wb") as out:
-                    n = export.write_csv(cur, f, out, secrets=export.secret_values(cfg))
+                    n = export.write_csv(cur, f, out, secrets=export.secret_values(cfg, config_mod.load_secrets()))
                 print(f"wrote {n:,} bytes to {args.out}", file=sys.stderr)
             else:
-                export.write_csv(cur, f, sys.stdout.buffer, secrets=export.secret_values(cfg))
+                export.write_csv(
+                    cur, f, sys.stdout.buffer, secrets=export.secret_values(cfg, config_mod.load_secrets())
+                )
     finally:
         db.close()
     return 0

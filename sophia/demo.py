@@ -63,11 +63,9 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
         np.array([len(s) for s in TEMPLATES])[tmpl], rng.lognormal(np.log(600), 1.1, n).astype(np.int64)
     ).clip(max=60_000)
     max_tokens = rng.choice(MAX_TOKENS, size=n, p=MAX_TOKENS_P)
-    est_tokens = -(-chars // features.CHARS_PER_TOKEN)
-    counts = {}
-    for g in cfg.scorer.keyword_groups:
-        per_template = np.array([sum(1 for k in f if k in g.words) for f in found])
-        counts[g.name] = per_template[tmpl]
+    est_tokens = features.estimate_tokens(chars)
+    # keyword counts per template, then per row (the policy's own counting)
+    counts = {k: v[tmpl] for k, v in policy.group_counts_from_keywords(found, cfg.scorer).items()}
     d = policy.decide_table(chars, est_tokens, max_tokens, counts, cfg)
 
     tier, endpoint, model = d["tier"].copy(), d["endpoint"].copy(), d["model"].copy()
@@ -101,7 +99,9 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     ttft = np.array([cfg.endpoint(e).simulation.ttft_ms for e in endpoint]) * rng.normal(1, 0.15, n).clip(0.3)
     latency = np.maximum(latency, ttft)
     breakdowns = bulk.breakdowns(chars, max_tokens, counts, cfg)
-    raw = rng.bytes(16 * n)  # request ids, deterministic under the seed
+    # Request ids: deterministic under the seed and the end time, so two runs never collide.
+    salt = np.random.default_rng([seed, int(np.datetime64(end, "s").astype(np.int64))])
+    raw = salt.bytes(16 * n)
     ids = [raw[i : i + 16].hex() for i in range(0, 16 * n, 16)]
     cols = {
         "request_id": ids,

@@ -77,8 +77,11 @@ def select_sql(f: Filters) -> tuple[str, list]:
         if typ == "TIMESTAMP":
             exprs.append(f"strftime({name}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {name}")
         elif typ.endswith("[]"):
-            exprs.append(f"array_to_string({name}, ' > ' ) AS {name}" if name == "failover_path"
-                         else f"array_to_string({name}, ';') AS {name}")
+            exprs.append(
+                f"array_to_string({name}, ' > ' ) AS {name}"
+                if name == "failover_path"
+                else f"array_to_string({name}, ';') AS {name}"
+            )
         else:
             exprs.append(name)
     clause, params = f.where()
@@ -97,8 +100,14 @@ def _clean(batch: pa.RecordBatch, secrets: Iterable[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
 
 
-def csv_chunks(cur: duckdb.DuckDBPyConnection, f: Filters, *, secrets: Iterable[str] = (),
-               batch_rows: int = BATCH_ROWS, bom: bool = False) -> Iterator[bytes]:
+def csv_chunks(
+    cur: duckdb.DuckDBPyConnection,
+    f: Filters,
+    *,
+    secrets: Iterable[str] = (),
+    batch_rows: int = BATCH_ROWS,
+    bom: bool = False,
+) -> Iterator[bytes]:
     """The selection as CSV (UTF-8, header first), one chunk of bytes per batch of rows."""
     secrets = [s for s in secrets if s]
     sql, params = select_sql(f)
@@ -113,8 +122,9 @@ def csv_chunks(cur: duckdb.DuckDBPyConnection, f: Filters, *, secrets: Iterable[
             if batch.num_rows == 0 and not header:
                 continue
             buf = io.BytesIO()
-            pacsv.write_csv(_clean(batch, secrets), buf,
-                            pacsv.WriteOptions(include_header=header, quoting_style="needed"))
+            pacsv.write_csv(
+                _clean(batch, secrets), buf, pacsv.WriteOptions(include_header=header, quoting_style="needed")
+            )
             header = False
             yield buf.getvalue()
         if header:  # no row at all: still a header

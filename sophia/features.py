@@ -9,6 +9,7 @@ from functools import lru_cache
 from .config import ScorerSettings
 
 CHARS_PER_TOKEN = 4
+MAX_TOKENS_LIMIT = 1_000_000  # no model writes more in one reply; the log keeps it in 32 bits
 
 
 class RequestError(ValueError):
@@ -27,8 +28,8 @@ class Features:
         return sum(1 for w in words if w in self.keywords)
 
 
-def estimate_tokens(chars: int) -> int:
-    """ceil(chars / 4): the estimate used until a real tokenizer is configured."""
+def estimate_tokens(chars):
+    """ceil(chars / 4): the estimate used until a real tokenizer is configured (ints or arrays)."""
     return -(-chars // CHARS_PER_TOKEN)
 
 
@@ -78,6 +79,8 @@ def extract(
         raise RequestError("messages must be a non-empty list of {role, content} objects")
     if max_tokens is None:
         max_tokens = default_max_tokens
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise RequestError(f"max_tokens = {max_tokens!r} is not allowed: expected a whole number >= 1")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise RequestError(
+            f"max_tokens = {max_tokens!r} is not allowed: expected a whole number from 1 to {MAX_TOKENS_LIMIT:,}"
+        )
     return features_of_text(prompt_text(messages), max_tokens, len(messages), vocabulary(scorer))

@@ -50,20 +50,38 @@ class GPUPool:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ValueError(f"{n}: the number of GPUs must be a whole number >= 0 (got {self.count!r})")
         if self.count:
-            _num(self.hourly_usd, f"{n}: the hourly price", "enter the provider's price per GPU-hour (dedicated "
-                 "GPUs are never free)", lo_open=True)
-            _num(self.throughput_tps, f"{n}: the throughput", "enter the output tokens per second one server "
-                 "produces at saturation", lo_open=True)
+            _num(
+                self.hourly_usd,
+                f"{n}: the hourly price",
+                "enter the provider's price per GPU-hour (dedicated GPUs are never free)",
+                lo_open=True,
+            )
+            _num(
+                self.throughput_tps,
+                f"{n}: the throughput",
+                "enter the output tokens per second one server produces at saturation",
+                lo_open=True,
+            )
         else:
             _num(self.hourly_usd, f"{n}: the hourly price", "enter the provider's price per GPU-hour")
             _num(self.throughput_tps, f"{n}: the throughput", "enter the output tokens per second at saturation")
         _num(self.prefill_tps, f"{n}: the prefill speed", "enter prompt tokens per second, or 0 to ignore prefill")
-        if isinstance(self.max_concurrency, bool) or not isinstance(self.max_concurrency, int) \
-                or self.max_concurrency < 0:
-            raise ValueError(f"{n}: the maximum concurrency must be a whole number >= 1, or 0 for the batch size "
-                             f"where the throughput is reached (got {self.max_concurrency!r})")
-        _num(self.itl_ms, f"{n}: the unloaded inter-token latency", "enter milliseconds per output token at batch "
-             "size 1", lo_open=True, hi=60_000)
+        if (
+            isinstance(self.max_concurrency, bool)
+            or not isinstance(self.max_concurrency, int)
+            or self.max_concurrency < 0
+        ):
+            raise ValueError(
+                f"{n}: the maximum concurrency must be a whole number >= 1, or 0 for the batch size "
+                f"where the throughput is reached (got {self.max_concurrency!r})"
+            )
+        _num(
+            self.itl_ms,
+            f"{n}: the unloaded inter-token latency",
+            "enter milliseconds per output token at batch size 1",
+            lo_open=True,
+            hi=60_000,
+        )
         return self
 
     # --- the service-time model ------------------------------------------------------
@@ -145,8 +163,12 @@ class Fleet:
         if self.serverless_tpot_ms is not None:
             _num(self.serverless_tpot_ms, "the serverless time per output token", "enter milliseconds, 0 or more")
         if self.rate_limit_rpm is not None:
-            _num(self.rate_limit_rpm, "the serverless rate limit", "enter requests per minute, or leave it empty "
-                 "for no limit", lo_open=True)
+            _num(
+                self.rate_limit_rpm,
+                "the serverless rate limit",
+                "enter requests per minute, or leave it empty for no limit",
+                lo_open=True,
+            )
         return self
 
     @property
@@ -200,16 +222,28 @@ def template(cfg: Config) -> GPUPool | None:
     return pool_from_endpoint(cfg.endpoint(name))
 
 
-def homogeneous(cfg: Config, gpus: int | None = None, hourly_usd: float | None = None,
-                throughput_tps: float | None = None, max_concurrency: int | None = None,
-                name: str | None = None) -> Fleet:
+def homogeneous(
+    cfg: Config,
+    gpus: int | None = None,
+    hourly_usd: float | None = None,
+    throughput_tps: float | None = None,
+    max_concurrency: int | None = None,
+    name: str | None = None,
+) -> Fleet:
     """`gpus` servers of the configured primary type, with any of its figures overridden.
 
     With no override at all, the configured fleet is returned as it is. Overrides without
     `gpus` apply to every configured server.
     """
-    overrides = {k: v for k, v in (("hourly_usd", hourly_usd), ("throughput_tps", throughput_tps),
-                                   ("max_concurrency", max_concurrency)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("hourly_usd", hourly_usd),
+            ("throughput_tps", throughput_tps),
+            ("max_concurrency", max_concurrency),
+        )
+        if v is not None
+    }
     if gpus is None and not overrides:
         return from_config(cfg).check()
     if gpus is None:
@@ -219,11 +253,11 @@ def homogeneous(cfg: Config, gpus: int | None = None, hourly_usd: float | None =
         return replace(fleet, pools=tuple(replace(p, **overrides) for p in fleet.pools)).check()
     base = template(cfg)
     if base is None:
-        missing = [flag for flag, v in (("--gpu-hourly", hourly_usd), ("--throughput", throughput_tps))
-                   if v is None]
+        missing = [flag for flag, v in (("--gpu-hourly", hourly_usd), ("--throughput", throughput_tps)) if v is None]
         if missing and gpus:
-            raise ValueError(f"the configuration has no dedicated endpoint to copy: give {' and '.join(missing)} "
-                             "for the GPUs")
+            raise ValueError(
+                f"the configuration has no dedicated endpoint to copy: give {' and '.join(missing)} for the GPUs"
+            )
         base = GPUPool(name="gpu", hourly_usd=hourly_usd or 0.0, throughput_tps=throughput_tps or 0.0)
     pool = replace(base, name=name or base.name, count=gpus, **overrides)
     return Fleet((pool,), label=f"{gpus} × {pool.name}").check()
@@ -249,8 +283,9 @@ def with_prices(cfg: Config, prices: dict[str, tuple[float, float]]) -> Config:
     out = list(cfg.models)
     for model, (inp, outp) in prices.items():
         if model not in known:
-            raise ValueError(f"model {model!r} has no price in the configuration: expected one of "
-                             f"{', '.join(sorted(known))}")
+            raise ValueError(
+                f"model {model!r} has no price in the configuration: expected one of {', '.join(sorted(known))}"
+            )
         _num(inp, f"{model}: the input price", "enter USD per 1M input tokens, 0 or more")
         _num(outp, f"{model}: the output price", "enter USD per 1M output tokens, 0 or more")
         out = [ModelPrice(model, float(inp), float(outp)) if m.name == model else m for m in out]
@@ -276,5 +311,8 @@ def policy_config(cfg: Config, fleet: Fleet) -> Config:
     clash = [n for n in names if n in taken]
     if clash:
         raise ValueError(f"GPU pool {clash[0]!r} has the name of a serverless endpoint: rename the pool")
-    return replace(cfg, endpoints=serverless + tuple(p.endpoint() for p in active),
-                   routing=replace(r, dedicated_endpoint=ded, bulk_endpoint=bulk))
+    return replace(
+        cfg,
+        endpoints=serverless + tuple(p.endpoint() for p in active),
+        routing=replace(r, dedicated_endpoint=ded, bulk_endpoint=bulk),
+    )

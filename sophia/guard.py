@@ -43,6 +43,7 @@ class _Ledger:
     hourly: float = 0.0  # GPU-hours price of the dedicated endpoints in scope
     kind: str = "global"
     value: str | None = None
+    budget: bmod.Budget | None = None
     alerted: set[str] = field(default_factory=set)
 
 
@@ -77,7 +78,10 @@ class BudgetGuard:
             for b in self.budgets:
                 start, end = bmod.period_bounds(b.period, now, self.tz)
                 keep = old.get(b.name)
-                led = keep if keep and keep.start == start else _Ledger(start, end)
+                # A ledger carries over only for the same budget in the same period: a changed
+                # scope, period or sources counts different spend.
+                same = keep is not None and keep.start == start and keep.budget == b
+                led = keep if same else _Ledger(start, end, budget=b)
                 led.hourly = bmod.fixed_hourly(b, self.cfg)
                 led.kind, led.value = b.scope_kind, b.scope_value
                 self._ledgers[b.name] = led
@@ -93,7 +97,7 @@ class BudgetGuard:
             if now >= led.end:  # a new period: spend starts again; in-flight reservations carry
                 start, end = bmod.period_bounds(b.period, now, self.tz)
                 self._ledgers[b.name] = _Ledger(
-                    start, end, reserved=led.reserved, hourly=led.hourly, kind=led.kind, value=led.value
+                    start, end, reserved=led.reserved, hourly=led.hourly, kind=led.kind, value=led.value, budget=b
                 )
         self._next_end = min((led.end for led in self._ledgers.values()), default=datetime.max)
 
@@ -102,18 +106,38 @@ class BudgetGuard:
         return led.others + led.own + fixed
 
     def estimate(self, d: policy.Decision, cfg: Config) -> float:
-        """The most a decision may spend per token, reserved until it settles.
+        """The most a decision's first choice may spend per token (see `hop_estimate`)."""
+        if d.refused:
+            return 0.0
+        return self.hop_estimate(d, d.endpoint, d.model, cfg)
+
+    @staticmethod
+    def hop_estimate(d: policy.Decision, endpoint: str, model: str, cfg: Config) -> float:
+        """The most a request may spend per token if `endpoint` serves it with `model`.
 
         Nothing on dedicated GPUs (their hours accrue anyway). On a serverless model, all of
         `max_tokens` and an upper bound of the prompt's tokens: a token is at least one byte,
         a character at most four, plus a few tokens of framing a message. A bound, not a
         guess, so that no settled request can take spend past a hard limit.
         """
-        if d.refused or d.tier != policy.SERVERLESS:
+        if cfg.endpoint(endpoint).tier != policy.SERVERLESS:
             return 0.0
         f = d.features
         prompt_bound = 4 * f.prompt_chars + 8 * f.n_messages
-        return pricing.estimated_cost(prompt_bound, f.max_tokens, pricing.price_of(cfg, d.model))
+        return pricing.estimated_cost(prompt_bound, f.max_tokens, pricing.price_of(cfg, model))
+
+    def _pressure(self, tier: str, endpoint: str, model: str, est: float, source: str, now: datetime):
+        """(the strongest hard-limit action, its budget, soft limit passed) for one place to serve."""
+        action, limited_by, soft = None, None, False
+        for b in self._matching(tier, endpoint, model, source):
+            led = self._ledgers[b.name]
+            committed = self._spent(b, led, now) + led.reserved
+            if committed + est > b.amount_usd or committed >= b.amount_usd:
+                if _SEVERITY[b.action] > _SEVERITY[action]:
+                    action, limited_by = b.action, b.name
+            elif committed >= b.soft_limit * b.amount_usd:
+                soft = True
+        return action, limited_by, soft
 
     def admit(
         self,
@@ -122,33 +146,56 @@ class BudgetGuard:
         source: str,
         cfg: Config,
     ) -> tuple[policy.Decision, Reservation]:
-        """Decide under budget pressure and reserve the estimate, atomically.
+        """Decide under budget pressure and reserve the worst case, atomically.
 
-        The first decision is pure and made outside the lock; only the check, a rare second
-        decision under pressure, and the reservation hold it.
+        The first decision is pure and made outside the lock. Under the lock: the budgets of
+        the chosen place may change the decision (downgrade, dedicated-only, block; a second
+        round checks where that sends it); then every place the request may fail over to is
+        checked too, and a place a budget blocks is left out of the chain, so failover cannot
+        spend where a budget forbids it. The largest estimate of the places left is reserved
+        against every budget covering any of them.
         """
         d = decide(state)
-        first_est = self.estimate(d, cfg)
         with self._lock:
             now = self.now()
             self._roll(now)
-            action, soft, limited_by = None, False, None
-            est = first_est
-            for b in self._covering(d, source):
-                led = self._ledgers[b.name]
-                committed = self._spent(b, led, now) + led.reserved
-                if committed + est > b.amount_usd or committed >= b.amount_usd:
-                    if _SEVERITY[b.action] > _SEVERITY[action]:
-                        action, limited_by = b.action, b.name
-                elif committed >= b.soft_limit * b.amount_usd:
-                    soft = True
-            if action or soft:
-                d = decide(replace(state, budget_action=action, budget_soft=soft))
-                est = self.estimate(d, cfg)
-            covering = self._covering(d, source)
-            for b in covering:
-                self._ledgers[b.name].reserved += est
-            return d, Reservation(est, tuple(b.name for b in covering), limited_by)
+            st, limited_by = state, None
+            for _ in range(3):  # pressure can move the request once or twice, never back
+                if d.refused:
+                    break
+                action, by, soft = self._pressure(d.tier, d.endpoint, d.model, self.estimate(d, cfg), source, now)
+                stronger = _SEVERITY[action] > _SEVERITY[st.budget_action] or (soft and not st.budget_soft)
+                if not stronger:
+                    break
+                if _SEVERITY[action] > _SEVERITY[st.budget_action]:
+                    limited_by = by
+                    st = replace(st, budget_action=action)
+                st = replace(st, budget_soft=st.budget_soft or soft)
+                d = decide(st)
+            kept, covering, est = [], {}, 0.0
+            for endpoint, model in d.chain:
+                tier = cfg.endpoint(endpoint).tier
+                hop_est = self.hop_estimate(d, endpoint, model, cfg)
+                action, by, _ = self._pressure(tier, endpoint, model, hop_est, source, now)
+                if action == "block" or (action == "dedicated-only" and tier == policy.SERVERLESS):
+                    limited_by = limited_by or by
+                    continue
+                kept.append((endpoint, model))
+                est = max(est, hop_est)
+                for b in self._matching(tier, endpoint, model, source):
+                    covering[b.name] = b
+            if not d.refused and not kept:
+                d = replace(d, chain=(), refused=True, reason="budget")
+            elif not d.refused and kept[0] != d.chain[0]:
+                (endpoint, model), tier = kept[0], cfg.endpoint(kept[0][0]).tier
+                d = replace(d, tier=tier, endpoint=endpoint, model=model, reason="budget", chain=tuple(kept))
+            elif not d.refused:
+                d = replace(d, chain=tuple(kept))
+            if d.refused:
+                est, covering = 0.0, {}
+            for name in covering:
+                self._ledgers[name].reserved += est
+            return d, Reservation(est, tuple(covering), limited_by)
 
     def settle(
         self, r: Reservation, tier: str | None, endpoint: str | None, model: str | None, metered_usd: float, source: str

@@ -240,10 +240,11 @@ def _times(
         what = "an ISO 8601 time"
     else:
         num = pd.to_numeric(raw, errors="coerce") if num is None else num
-        invalid = (num.isna() | (num < 0)).to_numpy()
-        what = f"a number of {unit} >= 0"
         scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
-        offs = (num.fillna(0).to_numpy(dtype=np.float64) * scale).astype(np.int64)
+        # offsets beyond a century are not a trace's times (and would overflow)
+        invalid = (num.isna() | (num < 0) | (num * scale > 100 * 365.25 * 86_400e6)).to_numpy()
+        what = f"a number of {unit} from 0 to a century"
+        offs = (num.where(~invalid, 0).to_numpy(dtype=np.float64) * scale).astype(np.int64)
         ok = offs[~invalid]
         span = int(ok.max() - ok.min()) if ok.size else 0
         base = start or (datetime.now(UTC).replace(tzinfo=None) - timedelta(microseconds=span))
@@ -356,11 +357,19 @@ def _openai(rows, problems: list, cfg: Config, now: datetime) -> _Parsed:
             problems.append((ln, f"created {str(created)[:40]!r} is not a Unix time in seconds"))
             continue
         req_mt = obj.get("max_tokens")
+        if req_mt is not None and not (isinstance(req_mt, int) and 0 < req_mt <= features.MAX_TOKENS_LIMIT):
+            problems.append(
+                (ln, f"max_tokens {str(req_mt)[:40]!r} is not a whole number from 1 to {features.MAX_TOKENS_LIMIT:,}")
+            )
+            continue
+        if p_tok > 10_000_000 or c_tok > 10_000_000:
+            problems.append((ln, "usage token counts over 10,000,000 are not plausible"))
+            continue
         lines.append(ln)
         ts.append(np.datetime64(int(created * 1e6), "us") if created is not None else np.datetime64(now, "us"))
         pt.append(p_tok)
         ct.append(c_tok)
-        mt.append(req_mt if isinstance(req_mt, int) and req_mt > 0 else max(c_tok, 1))
+        mt.append(req_mt if req_mt is not None else max(c_tok, 1))
         texts.append(text)
         models.append(obj.get("model", reply.get("model")))
     n = len(lines)
@@ -548,7 +557,7 @@ def _records(p: _Parsed, cfg: Config, source: str, import_id: str, version: int 
         feats = [features.features_of_text(t or "", 1, 1, vocab) for t in texts]
         chars = np.fromiter((f.prompt_chars for f in feats), dtype=np.int64, count=n)
         keywords = [list(f.keywords) for f in feats]
-        est = -(-chars // features.CHARS_PER_TOKEN)
+        est = features.estimate_tokens(chars)
         # Token counts the file did not give are estimated from the text.
         pt = np.where(pt > 0, pt, est)
         counts = bulk.group_counts(keywords, cfg)

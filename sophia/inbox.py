@@ -9,6 +9,7 @@ between the insert and the file's removal cannot duplicate anything.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -53,14 +54,16 @@ def ingest(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
             n = con.execute(
                 """INSERT INTO requests BY NAME
                    SELECT s.* FROM read_parquet(?) s
-                   WHERE s.request_id NOT IN (SELECT request_id FROM requests)""",
+                   WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = s.request_id)""",
                 [str(path)],
             ).fetchone()[0]
             con.execute("COMMIT")
-        except duckdb.Error:
+        except duckdb.Error as e:
             con.execute("ROLLBACK")
-            # Keep an unreadable segment aside rather than lose or retry it forever.
-            path.rename(path.with_suffix(".bad"))
+            # Keep an unreadable segment aside rather than lose or retry it forever, and say so.
+            bad = path.with_suffix(".bad")
+            path.rename(bad)
+            print(f"sophia: inbox segment {bad} could not be ingested ({e}); kept aside", file=sys.stderr)
             continue
         added += n
         path.unlink(missing_ok=True)

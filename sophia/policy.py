@@ -187,12 +187,14 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
         if st.force_tier != tier:
             tier, endpoint, model = targets(cfg)[0] if st.force_tier == SERVERLESS else _dedicated_target(cfg)
         reason = "forced"
-    if st.budget_action == "block":
+    no_gpu = not cfg.tier_endpoints(DEDICATED)
+    if st.budget_action == "block" or (st.budget_action == "dedicated-only" and no_gpu and tier == SERVERLESS):
         return _replace(d, tier=tier, endpoint=endpoint, model=model, reason="budget", chain=(), refused=True)
-    if tier == SERVERLESS and st.budget_action == "dedicated-only" and cfg.tier_endpoints(DEDICATED):
+    if tier == SERVERLESS and st.budget_action == "dedicated-only":
         tier, endpoint, model = _dedicated_target(cfg)
         reason = "budget"
-    elif tier == SERVERLESS and (st.budget_action == "downgrade" or st.budget_soft) and reason != "forced":
+    # Forcing a model wins over a soft limit, never over a hard one.
+    elif tier == SERVERLESS and (st.budget_action == "downgrade" or (st.budget_soft and reason != "forced")):
         model = cfg.routing.budget_model
         endpoint, reason = cfg.endpoint_for_model(model).name, "budget"
     chain = failover_chain(tier, endpoint, model, cfg)

@@ -7,7 +7,7 @@ precision the log keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from datetime import datetime
 
 import numpy as np
@@ -18,44 +18,11 @@ PER_MTOK = 1_000_000
 DIGITS = 9  # metered costs are exact to 1e-9 USD
 
 
-@dataclass(frozen=True)
-class PriceCatalog:
-    models: dict[str, ModelPrice]
-    endpoints: dict[str, Endpoint]
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> PriceCatalog:
-        return cls({m.name: m for m in cfg.models}, {e.name: e for e in cfg.endpoints})
-
-    def model(self, name: str) -> ModelPrice:
-        try:
-            return self.models[name]
-        except KeyError:
-            raise KeyError(f"model {name!r} has no price in the catalog") from None
-
-    def input_prices(self, names) -> np.ndarray:
-        """Per-1M input prices for an array of model names (0 where unpriced, e.g. dedicated)."""
-        return _lookup(names, {k: m.input_per_mtok for k, m in self.models.items()})
-
-    def output_prices(self, names) -> np.ndarray:
-        return _lookup(names, {k: m.output_per_mtok for k, m in self.models.items()})
-
-
 def price_of(cfg: Config, model: str) -> ModelPrice:
     for m in cfg.models:
         if m.name == model:
             return m
     raise KeyError(f"model {model!r} has no price: add a [[models]] table for it")
-
-
-def _lookup(names, table: dict[str, float]) -> np.ndarray:
-    names = np.asarray(names, dtype=object)
-    keys = np.array(list(table) or [""], dtype=object)
-    vals = np.array(list(table.values()) or [0.0], dtype=float)
-    out = np.zeros(len(names), dtype=float)
-    for k, v in zip(keys, vals, strict=True):  # one pass per model, not per row
-        out[names == k] = v
-    return out
 
 
 def _round(x):
@@ -94,10 +61,22 @@ def amortized_cost(prompt_tokens, completion_tokens, endpoint: Endpoint):
     return float(out) if np.ndim(out) == 0 else out
 
 
-def fixed_cost(endpoints, start: datetime, end: datetime) -> float:
-    """GPU-hours of every dedicated endpoint between start and end, busy or idle."""
+def charged_hours(start: datetime, end: datetime, *, whole_hours: bool = False) -> float:
+    """GPU hours charged over [start, end): exact, or every started hour in full (how budgets
+    and the spend export charge the current period, so that they never run behind the bill)."""
     hours = max((end - start).total_seconds(), 0.0) / 3600.0
-    return round(sum(e.hourly_usd for e in endpoints if e.tier == "dedicated") * hours, DIGITS)
+    return float(math.ceil(hours - 1e-9)) if whole_hours else hours
+
+
+def fixed_cost(endpoints, start: datetime, end: datetime, *, whole_hours: bool = False) -> float:
+    """GPU-hours of every dedicated endpoint between start and end, busy or idle."""
+    return round(hourly_fixed(endpoints) * charged_hours(start, end, whole_hours=whole_hours), DIGITS)
+
+
+def metered_sql(prompt_col: str = "prompt_tokens", completion_col: str = "completion_tokens") -> str:
+    """The metered-cost formula as SQL, for aggregates in DuckDB; bind (input, output) prices
+    per 1M tokens to its two parameters."""
+    return f"(({prompt_col}) * ? + ({completion_col}) * ?) / {PER_MTOK}"
 
 
 def hourly_fixed(endpoints) -> float:

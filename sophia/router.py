@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,20 +83,17 @@ class StreamHandle:
     def __init__(self, gen: Iterator[str], on_abandon: Callable[[], None]) -> None:
         self._gen = gen
         self._on_abandon = on_abandon
-        self._started = False
         self.result: Result | None = None
         self.live: Result | None = None  # the result being filled in; its routing is final at the first text
 
     def __iter__(self) -> Iterator[str]:
-        self._started = True
         return self._gen
 
     def close(self) -> None:
-        if not self._started:
-            self._started = True
+        never_ran = inspect.getgeneratorstate(self._gen) == inspect.GEN_CREATED
+        self._gen.close()
+        if never_ran:  # a generator that never ran has no `finally` to run: record it here (once)
             self._on_abandon()
-        else:
-            self._gen.close()
 
     def __del__(self) -> None:
         try:
@@ -145,11 +144,10 @@ class Router:
         sleep: Callable[[float], None] = time.sleep,
         policy_version: int | None = None,
     ) -> None:
-        self.cfg = cfg
+        self._active = (cfg, policy_version)  # swapped as one, see `use`
         self.writer = writer
         self.backends = backends if backends is not None else make_backends(cfg, sleep)
         self.clock, self.now, self.sleep = clock, now, sleep
-        self.policy_version = policy_version
         self.health = Health(
             [e.name for e in cfg.endpoints], cfg.failover.failure_threshold, cfg.failover.cooldown_s, clock
         )
@@ -157,6 +155,23 @@ class Router:
         self.guard = None  # a budgets.BudgetGuard when budgets are enforced
         self.instance = uuid.uuid4().hex[:12]  # this process, in every record it writes
         self.cache = ResponseCache(cfg.cache.max_entries, cfg.cache.ttl_s, clock) if cfg.cache.enabled else None
+
+    @property
+    def cfg(self) -> Config:
+        return self._active[0]
+
+    @property
+    def policy_version(self) -> int | None:
+        return self._active[1]
+
+    @policy_version.setter
+    def policy_version(self, version: int | None) -> None:
+        self._active = (self._active[0], version)
+
+    def use(self, cfg: Config, version: int | None) -> None:
+        """Route with new settings from the next request on; a record never names a version
+        it was not routed under, because both change in one assignment."""
+        self._active = (cfg, version)
 
     # --- deciding -----------------------------------------------------------------------
 
@@ -178,7 +193,7 @@ class Router:
 
     def chat(self, req: ChatRequest, cfg: Config | None = None) -> Result:
         """Route and call without streaming. Always returns the recorded result."""
-        handle = self._run(req, cfg or self.cfg, stream=False)
+        handle = self._run(req, cfg, stream=False)
         for _ in handle:
             pass
         assert handle.result is not None
@@ -186,9 +201,13 @@ class Router:
 
     def stream(self, req: ChatRequest, cfg: Config | None = None) -> StreamHandle:
         """Route and stream. The request is recorded when the stream ends or is closed."""
-        return self._run(req, cfg or self.cfg, stream=True)
+        return self._run(req, cfg, stream=True)
 
-    def _run(self, req: ChatRequest, cfg: Config, stream: bool) -> StreamHandle:
+    def _run(self, req: ChatRequest, cfg: Config | None, stream: bool) -> StreamHandle:
+        # A record names the version it was routed under; per-call settings are no version.
+        active, active_version = self._active
+        version = active_version if cfg is None or cfg is active else None
+        cfg = cfg or active
         # Validation errors surface here, before anything is routed or recorded.
         f = self.features(req, cfg)
         state = self._state(req)
@@ -197,8 +216,6 @@ class Router:
             decision, reservation = self.guard.admit(lambda st: policy.decide(f, cfg, st), state, req.source, cfg)
         else:
             decision = policy.decide(f, cfg, state)
-        # A record names the version it was routed under; per-call settings are no version.
-        version = self.policy_version if cfg is self.cfg else None
         res = Result(
             request_id=req.request_id or uuid.uuid4().hex,
             decision=decision,
@@ -300,6 +317,10 @@ class Router:
                         return
             # Every endpoint in the chain failed: res holds the last error.
             res.error = f"every endpoint failed ({' → '.join(res.path)}); last error: {res.error}"
+        except Exception as e:  # a bug, not a backend failure: still one record, with the reason
+            res.status, res.error_kind = "error", "internal"
+            res.error = f"internal error while routing: {type(e).__name__}: {e}"
+            print(f"sophia: {res.error}", file=sys.stderr)
         except GeneratorExit:
             # The consumer went away mid-stream: record what it received.
             if not res.cached:

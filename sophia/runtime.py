@@ -18,7 +18,7 @@ from .backends import Backend
 from .config import Config
 from .db import Database, DatabaseBusy, DatabaseError
 from .guard import BudgetGuard
-from .router import Router
+from .router import Router, make_backends
 from .writer import Writer
 
 
@@ -60,6 +60,8 @@ class Runtime:
             version, active = versions.resolve(cur, cfg)
             budget_version, budgets = budget_store.resolve(cur, cfg)
         writer = Writer(db, cfg.flush_interval_s)
+        if backends is None:  # keys from the environment, else .streamlit/secrets.toml
+            backends = make_backends(active, sleep, config_mod.load_secrets())
         router = Router(active, writer, backends, sleep=sleep, policy_version=version)
         notifier = alerts_mod.Notifier(db, alerts_mod.webhook_url(alert_settings.webhook_url_env))
         guard = BudgetGuard(active, budgets, bmod.zone(alert_settings.timezone), now=now, on_alert=notifier.raise_alert)
@@ -94,9 +96,8 @@ class Runtime:
         return True
 
     def _use(self, cfg: Config, version: int) -> None:
-        # Swapped together so that a record never names a version it was not routed under.
         self.cfg = cfg
-        self.router.cfg, self.router.policy_version = cfg, version
+        self.router.use(cfg, version)
         self.guard.cfg = cfg
 
     def save_budgets(self, budgets: list[bmod.Budget], origin: str = "page", note: str | None = None) -> int:
@@ -145,19 +146,25 @@ class Runtime:
                 s = snap[b.name]
                 start = max(now - window, s["period_start"] - window)
                 hourly = budget_store.hourly_metered(cur, b, start, now)
-                fixed = sum(e.hourly_usd for e in bmod.fixed_endpoints(b, self.cfg))
+                fixed = bmod.fixed_hourly(b, self.cfg)
                 out[b.name] = bmod.forecast(b, s["spent_usd"], hourly, fixed, now, s["period_end"])
         return out
 
     def check_forecasts(self) -> None:
         """A forecast alert when a budget would run out before its period ends (once a period)."""
         snap = {s["name"]: s for s in self.guard.snapshot()}
-        for b in self.guard.budgets:
+        due = [
+            b
+            for b in self.guard.budgets
+            if (b.name, snap[b.name]["period_start"]) not in self._forecast_alerted and snap[b.name]["state"] != "hard"
+        ]
+        if not due:
+            return
+        forecasts = self.forecasts()
+        for b in due:
             s = snap[b.name]
             key = (b.name, s["period_start"])
-            if key in self._forecast_alerted or s["state"] == "hard":
-                continue
-            f = self.forecasts()[b.name]
+            f = forecasts[b.name]
             if f.runs_out_at is not None and f.runs_out_at < s["period_end"]:
                 self._forecast_alerted.add(key)
                 self.notifier.raise_alert(b, "forecast", s["period_start"], s["spent_usd"])
@@ -181,6 +188,8 @@ class Runtime:
                     self.router.check()
                 except (DatabaseBusy, DatabaseError) as e:
                     print(f"sophia: background refresh skipped: {e}", file=sys.stderr)
+                except Exception as e:  # never let one bad refresh stop the next ones
+                    print(f"sophia: background refresh failed: {type(e).__name__}: {e}", file=sys.stderr)
 
         self._thread = threading.Thread(target=loop, name="sophia-refresh", daemon=True)
         self._thread.start()

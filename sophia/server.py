@@ -49,7 +49,6 @@ import socket
 import sys
 import threading
 import time
-import tomllib
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -565,11 +564,7 @@ def _reference(res: Result) -> dict:
 
 def _live_result(handle: StreamHandle) -> Result | None:
     """The result a stream is filling in, while it runs (for the routing headers)."""
-    res = getattr(handle, "live", None)
-    if res is None:  # until the router exposes it: the generator's own argument
-        frame = getattr(handle._gen, "gi_frame", None)
-        res = frame.f_locals.get("res") if frame is not None else None
-    return res if isinstance(res, Result) else None
+    return handle.live
 
 
 class _Pump:
@@ -1449,18 +1444,9 @@ class FastPath:
 # --- running ------------------------------------------------------------------------------
 
 
-def _secrets() -> dict | None:
-    """Endpoint keys may also come from Streamlit's secrets file (DESIGN invariant 7)."""
-    path = Path(".streamlit") / "secrets.toml"
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{path} cannot be read: {type(e).__name__}") from None
-
-
 def server_backends(cfg: Config, settings: ServerSettings) -> dict:
     """The router's backends; real endpoints on the lean transport unless `upstream_http = "httpx"`."""
-    secrets = _secrets()
+    secrets = config_mod.load_secrets()
     backends = make_backends(cfg, secrets=secrets)
     if settings.upstream_http == "fast":
         ctx = httpx.create_ssl_context()  # verifying; built once (it costs milliseconds)

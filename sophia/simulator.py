@@ -75,8 +75,10 @@ def check_policy(name: str) -> str:
 
 def check_slo(slo_ms) -> float:
     if isinstance(slo_ms, bool) or not isinstance(slo_ms, (int, float)) or not math.isfinite(slo_ms) or slo_ms <= 0:
-        raise ValueError(f"the latency target must be a number of milliseconds > 0 (got {slo_ms!r}): e.g. 500 for a "
-                         "p95 time to first token of half a second")
+        raise ValueError(
+            f"the latency target must be a number of milliseconds > 0 (got {slo_ms!r}): e.g. 500 for a "
+            "p95 time to first token of half a second"
+        )
     return float(slo_ms)
 
 
@@ -89,11 +91,17 @@ def _max_wait_s(policy: str, slo_ms: float, max_wait_ms: float | None, unloaded_
         return math.inf
     if max_wait_ms is None:
         return max(0.0, slo_ms / 1000.0 - unloaded_ttft_s)
-    if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0 \
-            or math.isnan(max_wait_ms):
-        raise ValueError(f"the wait before overflow must be milliseconds >= 0 (got {max_wait_ms!r}): 0 overflows "
-                         "every request that would queue; leave it empty for the target less the first token's time "
-                         "on an idle GPU")
+    if (
+        isinstance(max_wait_ms, bool)
+        or not isinstance(max_wait_ms, (int, float))
+        or max_wait_ms < 0
+        or math.isnan(max_wait_ms)
+    ):
+        raise ValueError(
+            f"the wait before overflow must be milliseconds >= 0 (got {max_wait_ms!r}): 0 overflows "
+            "every request that would queue; leave it empty for the target less the first token's time "
+            "on an idle GPU"
+        )
     return float(max_wait_ms) / 1000.0
 
 
@@ -125,8 +133,10 @@ def plan(w: Workload, cfg: Config, fleet: Fleet, policy: str) -> Plan:
     fleet.check()
     active = fleet.active
     if policy == "dedicated" and not active:
-        raise ValueError("the all-dedicated policy needs at least one GPU (got 0): add GPUs, or choose "
-                         "dedicated-first, router or serverless")
+        raise ValueError(
+            "the all-dedicated policy needs at least one GPU (got 0): add GPUs, or choose "
+            "dedicated-first, router or serverless"
+        )
     pcfg = fleet_mod.policy_config(cfg, fleet)
     primary, premium = cfg.routing.serverless_model, cfg.routing.premium_model
     n = w.n
@@ -179,9 +189,11 @@ def _notes(fleet: Fleet) -> list[str]:
     out = []
     for p in fleet.active:
         if not p.reachable:
-            out.append(f"{p.name}: {p.slots} requests at {p.itl_ms:g} ms per token make at most "
-                       f"{p.saturation_tps:,.0f} tokens/s, below the {p.throughput_tps:,.0f} tokens/s given; "
-                       "the simulation uses what the batch can make")
+            out.append(
+                f"{p.name}: {p.slots} requests at {p.itl_ms:g} ms per token make at most "
+                f"{p.saturation_tps:,.0f} tokens/s, below the {p.throughput_tps:,.0f} tokens/s given; "
+                "the simulation uses what the batch can make"
+            )
     return out
 
 
@@ -315,10 +327,15 @@ class SimResult:
 
     def latency(self) -> dict[str, dict[str, dict[str, float] | None]]:
         """p50/p95/p99 latency and time to first token per tier (overflow is served serverless)."""
-        tiers = {"all": np.ones(self.requests, dtype=bool), "dedicated": self.route == DEDICATED,
-                 "serverless": self.route != DEDICATED}
-        return {k: {"latency_ms": _percentiles(self.latency_ms[m]), "ttft_ms": _percentiles(self.ttft_ms[m])}
-                for k, m in tiers.items()}
+        tiers = {
+            "all": np.ones(self.requests, dtype=bool),
+            "dedicated": self.route == DEDICATED,
+            "serverless": self.route != DEDICATED,
+        }
+        return {
+            k: {"latency_ms": _percentiles(self.latency_ms[m]), "ttft_ms": _percentiles(self.ttft_ms[m])}
+            for k, m in tiers.items()
+        }
 
     def summary(self) -> dict:
         lat = self.latency()
@@ -385,8 +402,14 @@ def _spread(start_s: np.ndarray, end_s: np.ndarray, work: np.ndarray, minutes: i
     return per_second.reshape(minutes, 60).sum(axis=1)
 
 
-def simulate(w: Workload, cfg: Config, fleet: Fleet, policy: str = "router", slo_ms: float = DEFAULT_SLO_MS,
-             max_wait_ms: float | None = None) -> SimResult:
+def simulate(
+    w: Workload,
+    cfg: Config,
+    fleet: Fleet,
+    policy: str = "router",
+    slo_ms: float = DEFAULT_SLO_MS,
+    max_wait_ms: float | None = None,
+) -> SimResult:
     """Serve `w` with `fleet` under `policy`: the discrete-event simulation."""
     t0 = time.perf_counter()
     slo_ms = check_slo(slo_ms)
@@ -410,8 +433,9 @@ def simulate(w: Workload, cfg: Config, fleet: Fleet, policy: str = "router", slo
         sv = _servers(pools)
         max_wait = _max_wait_s(policy, slo_ms, max_wait_ms, unloaded_ttft_s(pools, pt[idx]))
         budgets.append(max_wait * 1000)
-        st, srv, nb = queueing.des(w.t[idx], pt[idx], ct[idx], sv["itl0"], sv["alpha"], sv["slots"], sv["prefill"],
-                                   max_wait)
+        st, srv, nb = queueing.des(
+            w.t[idx], pt[idx], ct[idx], sv["itl0"], sv["alpha"], sv["slots"], sv["prefill"], max_wait
+        )
         ok = ~np.isnan(st)
         route[idx[~ok]] = OVERFLOW
         i, s, b = idx[ok], srv[ok], nb[ok]
@@ -450,8 +474,11 @@ def simulate(w: Workload, cfg: Config, fleet: Fleet, policy: str = "router", slo
     metered, amortized = pricing.costs_for(pl.pcfg, endpoints, models, pt, ct) if n else (np.zeros(0), np.zeros(0))
     costs = _costs(w, fleet, float(metered.sum()), float(amortized.sum()))
     total_slots = sum(p.count * p.slots for p in active)
-    minute_all = (sum(minute_pool[p.name] * p.count * p.slots for p in active) / total_slots) if total_slots \
+    minute_all = (
+        (sum(minute_pool[p.name] * p.count * p.slots for p in active) / total_slots)
+        if total_slots
         else np.zeros(minutes)
+    )
     mins = w.minute()
     per_route = np.vstack([np.bincount(mins[route == r], minlength=minutes)[:minutes] for r in range(3)])
     res = SimResult(
@@ -531,10 +558,15 @@ class Minutes:
 
     def scaled(self, k: float) -> Minutes:
         """The same minutes at k times the volume (fluid counts need not be whole)."""
-        return replace(self, serverless_n=self.serverless_n * k, serverless_metered=self.serverless_metered * k,
-                       n=[x * k for x in self.n], prompt=[x * k for x in self.prompt],
-                       completion=[x * k for x in self.completion],
-                       overflow_metered=[x * k for x in self.overflow_metered])
+        return replace(
+            self,
+            serverless_n=self.serverless_n * k,
+            serverless_metered=self.serverless_metered * k,
+            n=[x * k for x in self.n],
+            prompt=[x * k for x in self.prompt],
+            completion=[x * k for x in self.completion],
+            overflow_metered=[x * k for x in self.overflow_metered],
+        )
 
     def repeated(self, days: float, growth_per_month: float = 0.0) -> Minutes:
         """These minutes back to back until `days` are covered, times (1 + growth) per month."""
@@ -545,10 +577,15 @@ class Minutes:
         def rep(x):
             return np.tile(x, reps)[:total] * g
 
-        return replace(self, serverless_n=rep(self.serverless_n), serverless_metered=rep(self.serverless_metered),
-                       n=[rep(x) for x in self.n], prompt=[rep(x) for x in self.prompt],
-                       completion=[rep(x) for x in self.completion],
-                       overflow_metered=[rep(x) for x in self.overflow_metered])
+        return replace(
+            self,
+            serverless_n=rep(self.serverless_n),
+            serverless_metered=rep(self.serverless_metered),
+            n=[rep(x) for x in self.n],
+            prompt=[rep(x) for x in self.prompt],
+            completion=[rep(x) for x in self.completion],
+            overflow_metered=[rep(x) for x in self.overflow_metered],
+        )
 
 
 def _quantiles(x: np.ndarray, points: int = PROMPT_QUANTILES) -> np.ndarray:
@@ -569,8 +606,9 @@ def minutes_of(w: Workload, cfg: Config, fleet: Fleet, policy: str, pl: Plan | N
     sl = pl.group < 0
 
     def per_minute(mask, weights=None):
-        return np.bincount(mins[mask], weights=None if weights is None else weights[mask], minlength=M)[:M] \
-            .astype(float)
+        return np.bincount(mins[mask], weights=None if weights is None else weights[mask], minlength=M)[:M].astype(
+            float
+        )
 
     primary = cfg.routing.serverless_model
     return Minutes(
@@ -586,13 +624,15 @@ def minutes_of(w: Workload, cfg: Config, fleet: Fleet, policy: str, pl: Plan | N
         overflow_metered=[per_minute(pl.group == g, metered) for g in range(len(pl.groups))],
         serverless_ttft_ms=fleet_mod.serverless_simulation(cfg, fleet, primary).ttft_ms,
         overflow_ttft_ms=fleet_mod.serverless_simulation(
-            cfg, fleet, cfg.routing.premium_model if policy == "router" else primary).ttft_ms,
+            cfg, fleet, cfg.routing.premium_model if policy == "router" else primary
+        ).ttft_ms,
         label=w.label,
     )
 
 
-def minutes_of_profile(profile: traffic_mod.Profile, cfg: Config, fleet: Fleet, policy: str,
-                       days: float = MONTH_DAYS, sample: int = 20_000) -> Minutes:
+def minutes_of_profile(
+    profile: traffic_mod.Profile, cfg: Config, fleet: Fleet, policy: str, days: float = MONTH_DAYS, sample: int = 20_000
+) -> Minutes:
     """A profile's expected minutes: its rate per minute, split and priced like a sample of its requests."""
     rates = traffic_mod.minute_rates(profile, days)
     w = traffic_mod.poisson(sample / 3600, 3600, profile, seed=profile.seed)
@@ -604,10 +644,17 @@ def minutes_of_profile(profile: traffic_mod.Profile, cfg: Config, fleet: Fleet, 
     def series(x):
         return rates * (x[0] * per_request)
 
-    return replace(one, start=np.datetime64(profile.start, "us"), serverless_n=series(one.serverless_n),
-                   serverless_metered=series(one.serverless_metered), n=[series(x) for x in one.n],
-                   prompt=[series(x) for x in one.prompt], completion=[series(x) for x in one.completion],
-                   overflow_metered=[series(x) for x in one.overflow_metered], label="profile")
+    return replace(
+        one,
+        start=np.datetime64(profile.start, "us"),
+        serverless_n=series(one.serverless_n),
+        serverless_metered=series(one.serverless_metered),
+        n=[series(x) for x in one.n],
+        prompt=[series(x) for x in one.prompt],
+        completion=[series(x) for x in one.completion],
+        overflow_metered=[series(x) for x in one.overflow_metered],
+        label="profile",
+    )
 
 
 def sized_minutes(w: Workload, cfg: Config, fleet: Fleet, policy: str) -> Callable[[int], Minutes]:
@@ -752,8 +799,9 @@ def _queue(pools: tuple[GPUPool, ...], n, pt, ct, prompt_q, max_wait: float) -> 
         served = n * (1 - p_balk)
         wait = q["mean_wait"]
     work = served * s  # slot-seconds busy
-    return _Queue(n, served, p_balk, first + shift, np.asarray(prompt_q, dtype=float) * ipre, q, wait, work, k,
-                  unstable, max_wait)
+    return _Queue(
+        n, served, p_balk, first + shift, np.asarray(prompt_q, dtype=float) * ipre, q, wait, work, k, unstable, max_wait
+    )
 
 
 def _wait_within(qu: _Queue, rel: np.ndarray) -> np.ndarray:
@@ -774,15 +822,24 @@ def _served_within(qu: _Queue, y: float) -> float:
     out = float(np.dot(qu.n[idle], (rel[idle] >= 0).mean(axis=1)))
     busy = np.flatnonzero(~idle & (qu.n > 0))
     if len(busy):
-        sub = _Queue(qu.n[busy], qu.served[busy], qu.p_balk[busy], qu.base[busy], qu.prefill,
-                     {key: v[busy] for key, v in qu.q.items()}, qu.wait[busy], qu.work[busy], qu.slots,
-                     qu.unstable[busy], qu.max_wait)
+        sub = _Queue(
+            qu.n[busy],
+            qu.served[busy],
+            qu.p_balk[busy],
+            qu.base[busy],
+            qu.prefill,
+            {key: v[busy] for key, v in qu.q.items()},
+            qu.wait[busy],
+            qu.work[busy],
+            qu.slots,
+            qu.unstable[busy],
+            qu.max_wait,
+        )
         out += float(np.dot(sub.n, _wait_within(sub, rel[busy]).mean(axis=1)))
     return out
 
 
-def _ttft_quantiles(mins: Minutes, queues: list[_Queue], total: float,
-                    qs=(0.5, 0.95, 0.99)) -> dict[str, float]:
+def _ttft_quantiles(mins: Minutes, queues: list[_Queue], total: float, qs=(0.5, 0.95, 0.99)) -> dict[str, float]:
     """Quantiles of the time to first token over all requests, from each queue's distribution of
     wait (+ first token) on a grid, mixed with its prefill quantiles and the serverless TTFTs.
     Spans of more than QUANTILE_MINUTES minutes mix a fixed random sample of them."""
@@ -803,9 +860,19 @@ def _ttft_quantiles(mins: Minutes, queues: list[_Queue], total: float,
             weight = float(qu.n[live].sum() / qu.n[pick].sum())
             live = pick
         for chunk in np.array_split(live, max(1, len(live) // 2048)):
-            sub = _Queue(qu.n[chunk], qu.served[chunk], qu.p_balk[chunk], qu.base[chunk], qu.prefill,
-                         {key: v[chunk] for key, v in qu.q.items()}, qu.wait[chunk], qu.work[chunk], qu.slots,
-                         qu.unstable[chunk], qu.max_wait)
+            sub = _Queue(
+                qu.n[chunk],
+                qu.served[chunk],
+                qu.p_balk[chunk],
+                qu.base[chunk],
+                qu.prefill,
+                {key: v[chunk] for key, v in qu.q.items()},
+                qu.wait[chunk],
+                qu.work[chunk],
+                qu.slots,
+                qu.unstable[chunk],
+                qu.max_wait,
+            )
             rel = grid[None, :] - sub.base[:, None]
             h += sub.n @ _wait_within(sub, rel)
         curves.append((grid, h * weight, qu.prefill))
@@ -830,9 +897,16 @@ def _ttft_quantiles(mins: Minutes, queues: list[_Queue], total: float,
     return out
 
 
-def fluid(mins: Minutes, fleet: Fleet, policy: str, slo_ms: float = DEFAULT_SLO_MS,
-          max_wait_ms: float | None = None, quantiles: bool = True, w_for_costs: Workload | None = None,
-          target: bool = True) -> FluidResult:
+def fluid(
+    mins: Minutes,
+    fleet: Fleet,
+    policy: str,
+    slo_ms: float = DEFAULT_SLO_MS,
+    max_wait_ms: float | None = None,
+    quantiles: bool = True,
+    w_for_costs: Workload | None = None,
+    target: bool = True,
+) -> FluidResult:
     """The fluid/analytic model over per-minute aggregates (`target=False` skips the share meeting
     the target, `quantiles=False` the TTFT quantiles: what a sizing sweep does not read)."""
     t0 = time.perf_counter()
@@ -840,14 +914,24 @@ def fluid(mins: Minutes, fleet: Fleet, policy: str, slo_ms: float = DEFAULT_SLO_
     slo_ms = check_slo(slo_ms)
     _max_wait_s(policy, slo_ms, max_wait_ms)
     M = mins.count
-    queues = [_queue(pools, mins.n[g], mins.prompt[g], mins.completion[g], mins.prompt_q[g],
-                     _max_wait_s(policy, slo_ms, max_wait_ms, mins.unloaded_ttft_s[g]))
-              for g, pools in enumerate(mins.groups)]
+    queues = [
+        _queue(
+            pools,
+            mins.n[g],
+            mins.prompt[g],
+            mins.completion[g],
+            mins.prompt_q[g],
+            _max_wait_s(policy, slo_ms, max_wait_ms, mins.unloaded_ttft_s[g]),
+        )
+        for g, pools in enumerate(mins.groups)
+    ]
     total_n = float(mins.serverless_n.sum() + sum(x.sum() for x in mins.n))
     dedicated = float(sum(qu.served.sum() for qu in queues))
     overflow_n = float(sum((qu.n * qu.p_balk).sum() for qu in queues))
-    metered = float(mins.serverless_metered.sum() + sum((qu.p_balk * om).sum()
-                                                        for qu, om in zip(queues, mins.overflow_metered, strict=True)))
+    metered = float(
+        mins.serverless_metered.sum()
+        + sum((qu.p_balk * om).sum() for qu, om in zip(queues, mins.overflow_metered, strict=True))
+    )
     costs = _costs(w_for_costs or traffic_mod.empty(mins.span_s, mins.start), fleet, metered)
     slo_s = slo_ms / 1000
     meet = math.nan
@@ -865,15 +949,17 @@ def fluid(mins: Minutes, fleet: Fleet, policy: str, slo_ms: float = DEFAULT_SLO_
     ovf_m = sum(qu.n * qu.p_balk for qu in queues) if queues else np.zeros(M)
     wait_m = sum(qu.wait * qu.served for qu in queues) if queues else np.zeros(M)
     clock = mins.start + (np.arange(M) * 60_000_000).astype("timedelta64[us]")
-    frame = pd.DataFrame({
-        "minute": clock,
-        "arrivals": mins.serverless_n + sum(mins.n) if mins.n else mins.serverless_n.copy(),
-        "serverless": mins.serverless_n + ovf_m,
-        "dedicated": ded_m,
-        "overflow": ovf_m,
-        "utilization": util,
-        "mean_wait_ms": wait_m / np.maximum(ded_m, 1e-12) * 1000,
-    })
+    frame = pd.DataFrame(
+        {
+            "minute": clock,
+            "arrivals": mins.serverless_n + sum(mins.n) if mins.n else mins.serverless_n.copy(),
+            "serverless": mins.serverless_n + ovf_m,
+            "dedicated": ded_m,
+            "overflow": ovf_m,
+            "utilization": util,
+            "mean_wait_ms": wait_m / np.maximum(ded_m, 1e-12) * 1000,
+        }
+    )
     total_work = float(np.sum(work))
     return FluidResult(
         policy=policy,
@@ -895,9 +981,17 @@ def fluid(mins: Minutes, fleet: Fleet, policy: str, slo_ms: float = DEFAULT_SLO_
     )
 
 
-def project(w: Workload, cfg: Config, fleet: Fleet, policy: str = "router", slo_ms: float = DEFAULT_SLO_MS,
-            max_wait_ms: float | None = None, days: float | None = MONTH_DAYS, growth_per_month: float = 0.0,
-            quantiles: bool = True) -> FluidResult:
+def project(
+    w: Workload,
+    cfg: Config,
+    fleet: Fleet,
+    policy: str = "router",
+    slo_ms: float = DEFAULT_SLO_MS,
+    max_wait_ms: float | None = None,
+    days: float | None = MONTH_DAYS,
+    growth_per_month: float = 0.0,
+    quantiles: bool = True,
+) -> FluidResult:
     """The fluid model over the workload's minutes, repeated to `days` (None: the workload's own span)."""
     t0 = time.perf_counter()
     mins = minutes_of(w, cfg, fleet, policy)
@@ -949,14 +1043,32 @@ class Optimum:
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict:
-        cols = ["gpus", "monthly_cost_usd", "p95_ttft_ms", "overflow_share", "utilization", "meets_target",
-                "method", "fluid_monthly_cost_usd", "fluid_p95_ttft_ms", "fluid_meets_target"]
+        cols = [
+            "gpus",
+            "monthly_cost_usd",
+            "p95_ttft_ms",
+            "overflow_share",
+            "utilization",
+            "meets_target",
+            "method",
+            "fluid_monthly_cost_usd",
+            "fluid_p95_ttft_ms",
+            "fluid_meets_target",
+        ]
         curve = self.curve[cols].replace({np.nan: None}).to_dict(orient="records")
         return {"best_gpus": self.best_gpus, "policy": self.policy, "slo_ms": self.slo_ms, "curve": curve}
 
 
-def optimize(w: Workload, cfg: Config, fleet: Fleet, policy: str = "dedicated-first", slo_ms: float = DEFAULT_SLO_MS,
-             max_gpus: int = 32, max_wait_ms: float | None = None, progress: Progress | None = None) -> Optimum:
+def optimize(
+    w: Workload,
+    cfg: Config,
+    fleet: Fleet,
+    policy: str = "dedicated-first",
+    slo_ms: float = DEFAULT_SLO_MS,
+    max_gpus: int = 32,
+    max_wait_ms: float | None = None,
+    progress: Progress | None = None,
+) -> Optimum:
     """The cheapest number of GPUs (0 … max_gpus of the fleet's first server type) meeting the target.
 
     The fluid model prices every count; the discrete-event simulation then finds the smallest
@@ -986,8 +1098,7 @@ def optimize(w: Workload, cfg: Config, fleet: Fleet, policy: str = "dedicated-fi
     def des(n: int) -> dict:
         if n not in sims:
             done = len(sims)
-            say(0.2 + 0.8 * min(done / budget, 0.95), f"Simulating {n} GPU{'s' if n != 1 else ''} "
-                f"({w.n:,} requests)…")
+            say(0.2 + 0.8 * min(done / budget, 0.95), f"Simulating {n} GPU{'s' if n != 1 else ''} ({w.n:,} requests)…")
             r = simulate(w, cfg, fleet.resized(n), policy, slo_ms, max_wait_ms)
             sims[n] = r.summary()
             if r.meets_target and all(r.costs.monthly_usd < k.costs.monthly_usd for k in kept.values()):
@@ -1053,13 +1164,23 @@ def optimize(w: Workload, cfg: Config, fleet: Fleet, policy: str = "dedicated-fi
             "fluid_meets_target": f.meets_target,
         }
         if r is not None:
-            row |= {"monthly_cost_usd": r["monthly_cost_usd"], "p95_ttft_ms": r["p95_ttft_ms"],
-                    "overflow_share": r["overflow_share"], "utilization": r["utilization"],
-                    "meets_target": r["meets_target"], "method": "simulation"}
+            row |= {
+                "monthly_cost_usd": r["monthly_cost_usd"],
+                "p95_ttft_ms": r["p95_ttft_ms"],
+                "overflow_share": r["overflow_share"],
+                "utilization": r["utilization"],
+                "meets_target": r["meets_target"],
+                "method": "simulation",
+            }
         else:
-            row |= {"monthly_cost_usd": row["fluid_monthly_cost_usd"], "p95_ttft_ms": row["fluid_p95_ttft_ms"],
-                    "overflow_share": round(f.overflow_share, 6), "utilization": round(f.utilization, 6),
-                    "meets_target": f.meets_target, "method": "fluid"}
+            row |= {
+                "monthly_cost_usd": row["fluid_monthly_cost_usd"],
+                "p95_ttft_ms": row["fluid_p95_ttft_ms"],
+                "overflow_share": round(f.overflow_share, 6),
+                "utilization": round(f.utilization, 6),
+                "meets_target": f.meets_target,
+                "method": "fluid",
+            }
         rows.append(row)
     say(1.0, f"Done: {len(sims)} simulations, {len(counts)} fluid evaluations")
     return Optimum(best, pd.DataFrame(rows), best_result, policy, slo_ms, time.perf_counter() - t0)
@@ -1076,9 +1197,17 @@ class BreakEven:
     policy: str
 
 
-def break_even(w: Workload, cfg: Config, fleet: Fleet, slo_ms: float = DEFAULT_SLO_MS,
-               policy: str = "dedicated-first", multipliers=None, max_gpus: int = 32,
-               max_wait_ms: float | None = None, progress: Progress | None = None) -> BreakEven:
+def break_even(
+    w: Workload,
+    cfg: Config,
+    fleet: Fleet,
+    slo_ms: float = DEFAULT_SLO_MS,
+    policy: str = "dedicated-first",
+    multipliers=None,
+    max_gpus: int = 32,
+    max_wait_ms: float | None = None,
+    progress: Progress | None = None,
+) -> BreakEven:
     """Monthly cost against traffic volume (the workload scaled), with the fluid model:
 
     * all-serverless: every request metered on the primary model (linear in volume);
@@ -1095,8 +1224,9 @@ def break_even(w: Workload, cfg: Config, fleet: Fleet, slo_ms: float = DEFAULT_S
     slo_ms = check_slo(slo_ms)
     check_policy(policy)
     if policy not in ("router", "dedicated-first"):
-        raise ValueError(f"the hybrid curve needs a policy that mixes tiers: router or dedicated-first "
-                         f"(got {policy!r})")
+        raise ValueError(
+            f"the hybrid curve needs a policy that mixes tiers: router or dedicated-first (got {policy!r})"
+        )
     if w.n == 0:
         raise ValueError("break-even needs traffic to scale: the selection has no request")
     base_sl = minutes_of(w, cfg, fleet.resized(0), "serverless")
@@ -1124,8 +1254,7 @@ def break_even(w: Workload, cfg: Config, fleet: Fleet, slo_ms: float = DEFAULT_S
         ded_cost, ded_n = math.nan, None
         n = n_ded
         while n <= max_gpus:  # the fewest GPUs meeting the target grows with the volume
-            r = fluid(ded_at(n).scaled(k), fleet.resized(n), "dedicated", slo_ms, None, quantiles=False,
-                      w_for_costs=w)
+            r = fluid(ded_at(n).scaled(k), fleet.resized(n), "dedicated", slo_ms, None, quantiles=False, w_for_costs=w)
             if r.meets_target:
                 ded_cost, ded_n, n_ded = r.costs.monthly_usd, n, n
                 break
@@ -1134,20 +1263,30 @@ def break_even(w: Workload, cfg: Config, fleet: Fleet, slo_ms: float = DEFAULT_S
         for n in range(1, max_gpus + 1):
             if n * gpu_month + other >= hyb_cost:  # more GPUs cost more than the best so far, whatever they save
                 break
-            r = fluid(hyb_at(n).scaled(k), fleet.resized(n), policy, slo_ms, max_wait_ms, quantiles=False,
-                      w_for_costs=w, target=False)
+            r = fluid(
+                hyb_at(n).scaled(k),
+                fleet.resized(n),
+                policy,
+                slo_ms,
+                max_wait_ms,
+                quantiles=False,
+                w_for_costs=w,
+                target=False,
+            )
             if r.costs.monthly_usd < hyb_cost:
                 hyb_cost, hyb_n = r.costs.monthly_usd, n
-        rows.append({
-            "multiplier": float(k),
-            "requests_per_month": monthly_requests * k,
-            "requests_per_s": w.rate_per_s * k,
-            "all_serverless_usd": sl_cost,
-            "dedicated_only_usd": ded_cost,
-            "dedicated_only_gpus": ded_n,
-            "hybrid_usd": hyb_cost if math.isfinite(hyb_cost) else math.nan,
-            "hybrid_gpus": hyb_n,
-        })
+        rows.append(
+            {
+                "multiplier": float(k),
+                "requests_per_month": monthly_requests * k,
+                "requests_per_s": w.rate_per_s * k,
+                "all_serverless_usd": sl_cost,
+                "dedicated_only_usd": ded_cost,
+                "dedicated_only_gpus": ded_n,
+                "hybrid_usd": hyb_cost if math.isfinite(hyb_cost) else math.nan,
+                "hybrid_gpus": hyb_n,
+            }
+        )
     say(1.0, "Break-even curves ready")
     df = pd.DataFrame(rows)
     df["cheapest"] = df[list(CURVES)].idxmin(axis=1, skipna=True).map(CURVES)
@@ -1165,8 +1304,11 @@ def crossovers(df: pd.DataFrame, rel_tol: float = 0.002) -> list[dict]:
     """
     out = []
     x = np.log(df["requests_per_month"].to_numpy())
-    for a, b in (("all_serverless_usd", "dedicated_only_usd"), ("all_serverless_usd", "hybrid_usd"),
-                 ("hybrid_usd", "dedicated_only_usd")):
+    for a, b in (
+        ("all_serverless_usd", "dedicated_only_usd"),
+        ("all_serverless_usd", "hybrid_usd"),
+        ("hybrid_usd", "dedicated_only_usd"),
+    ):
         va, vb = df[a].to_numpy(dtype=float), df[b].to_numpy(dtype=float)
         d = va - vb
         tol = rel_tol * np.maximum(np.abs(va), np.abs(vb))
@@ -1182,13 +1324,15 @@ def crossovers(df: pd.DataFrame, rel_tol: float = 0.002) -> list[dict]:
                 frac = d[last] / (d[last] - d[j])
                 xv = x[last] + frac * (x[j] - x[last])
                 vol = float(np.exp(xv))
-                out.append({
-                    "between": (CURVES[a], CURVES[b]),
-                    "requests_per_month": vol,
-                    "requests_per_s": vol / (MONTH_DAYS * 86_400),
-                    "monthly_cost_usd": float(va[last] + frac * (va[j] - va[last])),
-                    "cheaper_above": CURVES[b] if sign[j] > 0 else CURVES[a],
-                })
+                out.append(
+                    {
+                        "between": (CURVES[a], CURVES[b]),
+                        "requests_per_month": vol,
+                        "requests_per_s": vol / (MONTH_DAYS * 86_400),
+                        "monthly_cost_usd": float(va[last] + frac * (va[j] - va[last])),
+                        "cheaper_above": CURVES[b] if sign[j] > 0 else CURVES[a],
+                    }
+                )
             last = j
     return out
 
@@ -1196,18 +1340,27 @@ def crossovers(df: pd.DataFrame, rel_tol: float = 0.002) -> list[dict]:
 # --- the reference scenario -----------------------------------------------------------------
 
 
-def reference_scenario(cfg: Config, before_req_s: float, after_req_s: float, seconds: float = 300.0,
-                       profile: traffic_mod.Profile | None = None, slo_ms: float = DEFAULT_SLO_MS,
-                       seed: int = 0, progress: Progress | None = None) -> dict[str, SimResult]:
+def reference_scenario(
+    cfg: Config,
+    before_req_s: float,
+    after_req_s: float,
+    seconds: float = 300.0,
+    profile: traffic_mod.Profile | None = None,
+    slo_ms: float = DEFAULT_SLO_MS,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, SimResult]:
     """The reference deployment simulated: all-serverless at the 'before' rate; the configured fleet
     under the router policy at the 'before' and 'after' rates (flat Poisson arrivals for `seconds`,
     tokens from `profile`), each priced for a month."""
     say = progress or _quiet
     fleet = fleet_mod.from_config(cfg)
     out = {}
-    runs = (("before", before_req_s, "serverless", fleet_mod.Fleet()), ("after at before rate", before_req_s,
-                                                                      "router", fleet),
-            ("after", after_req_s, "router", fleet))
+    runs = (
+        ("before", before_req_s, "serverless", fleet_mod.Fleet()),
+        ("after at before rate", before_req_s, "router", fleet),
+        ("after", after_req_s, "router", fleet),
+    )
     for i, (name, rate, pol, fl) in enumerate(runs):
         say(i / len(runs), f"Simulating {name}: {rate:g} req/s, {POLICY_LABELS[pol].lower()}…")
         w = traffic_mod.poisson(rate, seconds, profile, seed=seed)
@@ -1235,12 +1388,19 @@ def simulate_command(args, cfg: Config, db, on_wait: Callable[[float], None] | N
     gpus = getattr(args, "gpus", None)
     if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
         raise ValueError(f"--gpus must be a whole number >= 0 (got {gpus!r})")
-    for flag, v in (("--gpu-hourly", getattr(args, "gpu_hourly", None)),
-                    ("--throughput", getattr(args, "throughput", None))):
+    for flag, v in (
+        ("--gpu-hourly", getattr(args, "gpu_hourly", None)),
+        ("--throughput", getattr(args, "throughput", None)),
+    ):
         if v is not None and (not math.isfinite(v) or v <= 0):
-            raise ValueError(f"{flag} must be > 0 (got {v!r}): "
-                             + ("a GPU's price per hour in USD" if flag == "--gpu-hourly"
-                                else "output tokens per second of one GPU at saturation"))
+            raise ValueError(
+                f"{flag} must be > 0 (got {v!r}): "
+                + (
+                    "a GPU's price per hour in USD"
+                    if flag == "--gpu-hourly"
+                    else "output tokens per second of one GPU at saturation"
+                )
+            )
     mc = getattr(args, "max_concurrency", None)
     if mc is not None and mc < 1:
         raise ValueError(f"--max-concurrency must be a whole number >= 1 (got {mc!r})")
@@ -1263,17 +1423,21 @@ def simulate_command(args, cfg: Config, db, on_wait: Callable[[float], None] | N
     else:
         if not tr.n:
             which = f" from {', '.join(sources)}" if sources else ""
-            raise ValueError(f"no request{which} in the log: check --source (see `sophia stats`), load traffic with "
-                             "`sophia demo` or `sophia import`, or pass --profile FILE")
+            raise ValueError(
+                f"no request{which} in the log: check --source (see `sophia stats`), load traffic with "
+                "`sophia demo` or `sophia import`, or pass --profile FILE"
+            )
         w = traffic_mod.from_traffic(tr, label=", ".join(sources) if sources else "the whole log")
     w = traffic_mod.scale(w, k, seed=0)
-    fleet = fleet_mod.homogeneous(active, gpus, getattr(args, "gpu_hourly", None), getattr(args, "throughput", None),
-                                  mc)
+    fleet = fleet_mod.homogeneous(
+        active, gpus, getattr(args, "gpu_hourly", None), getattr(args, "throughput", None), mc
+    )
     out: dict
     if getattr(args, "optimize", False):
         if not fleet.pools:
-            raise ValueError("--optimize needs a GPU type: configure a dedicated endpoint or give --gpu-hourly and "
-                             "--throughput")
+            raise ValueError(
+                "--optimize needs a GPU type: configure a dedicated endpoint or give --gpu-hourly and --throughput"
+            )
         opt = optimize(w, active, fleet, policy, slo_ms, max_gpus=max(32, gpus or 0))
         chosen = opt.best if opt.best is not None else simulate(w, active, fleet, policy, slo_ms)
         out = chosen.summary() | opt.as_dict()
@@ -1302,13 +1466,20 @@ def _text(d: dict, w: Workload) -> str:
     ]
     if "best_gpus" in d:
         best = d["best_gpus"]
-        lines.append("optimum      " + (f"{best} GPU{'s' if best != 1 else ''} is the cheapest fleet meeting the "
-                                      "target" if best is not None else "no fleet up to "
-                                      f"{d['curve'][-1]['gpus']} GPUs meets the target"))
+        lines.append(
+            "optimum      "
+            + (
+                f"{best} GPU{'s' if best != 1 else ''} is the cheapest fleet meeting the target"
+                if best is not None
+                else f"no fleet up to {d['curve'][-1]['gpus']} GPUs meets the target"
+            )
+        )
         lines.append("  gpus   monthly USD   p95 TTFT ms   overflow   method")
         for r in d["curve"]:
-            lines.append(f"  {r['gpus']:>4}   {r['monthly_cost_usd'] or 0:>11,.2f}   {r['p95_ttft_ms'] or 0:>11,.0f}"
-                         f"   {r['overflow_share'] or 0:>8.1%}   {r['method']}{'  ✓' if r['meets_target'] else ''}")
+            lines.append(
+                f"  {r['gpus']:>4}   {r['monthly_cost_usd'] or 0:>11,.2f}   {r['p95_ttft_ms'] or 0:>11,.0f}"
+                f"   {r['overflow_share'] or 0:>8.1%}   {r['method']}{'  ✓' if r['meets_target'] else ''}"
+            )
     for note in d.get("notes", []):
         lines.append(f"note         {note}")
     return "\n".join(lines)

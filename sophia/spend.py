@@ -8,7 +8,6 @@ current one), busy or idle, so a period whose GPUs served nothing still shows wh
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -52,18 +51,14 @@ def _next(start: datetime, by: str) -> datetime:
     return (start + timedelta(days=32)).replace(day=1)
 
 
-def _hours(start_local: datetime, end_local: datetime, tz: ZoneInfo, now: datetime) -> float:
-    """GPU-hours charged in a local period: all of it once over, started hours before."""
+def _fixed(e, start_local: datetime, end_local: datetime, tz: ZoneInfo, now: datetime) -> float:
+    """An endpoint's GPU-hours in a local period: all of it once over, its started hours before."""
 
     def utc(t: datetime) -> datetime:
         return t.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
 
     start, end = utc(start_local), utc(end_local)
-    if now >= end:
-        return (end - start).total_seconds() / 3600
-    if now <= start:
-        return 0.0
-    return float(math.ceil((now - start).total_seconds() / 3600))
+    return pricing.fixed_cost([e], start, min(max(now, start), end), whole_hours=True)
 
 
 def spend(
@@ -101,11 +96,14 @@ def spend(
     start = first
     while start <= last:
         end = _next(start, by)
-        hours = _hours(start, end, zone, now)
         for e in cfg.tier_endpoints("dedicated"):
             key = {"tier": "dedicated", "endpoint": e.name, "model": e.models[0]}
             fixed_rows.append(
-                {"period_start": start, **{g: key[g] for g in groups}, "fixed_cost_usd": e.hourly_usd * hours}
+                {
+                    "period_start": start,
+                    **{g: key[g] for g in groups},
+                    "fixed_cost_usd": _fixed(e, start, end, zone, now),
+                }
             )
         start = end
     keys = ["period_start", *groups]

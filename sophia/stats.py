@@ -49,7 +49,7 @@ def stats(
                    count(*) FILTER (WHERE tier = 'dedicated'),
                    coalesce(sum(metered_cost_usd), 0),
                    coalesce(sum(amortized_cost_usd), 0),
-                   coalesce(sum(prompt_tokens * ? + completion_tokens * ?) / 1e6, 0),
+                   coalesce(sum({pricing.metered_sql()}), 0),
                    count(*) FILTER (WHERE status <> 'ok'),
                    count(*) FILTER (WHERE reason = 'failover'),
                    quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'ok'),

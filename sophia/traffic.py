@@ -62,8 +62,9 @@ class Workload:
         """Each request's minute (0-based) within the span."""
         return np.minimum((self.t // MINUTE_S).astype(np.int64), self.minutes - 1)
 
-    def take(self, idx: np.ndarray, t: np.ndarray | None = None, span_s: float | None = None,
-             label: str | None = None) -> Workload:
+    def take(
+        self, idx: np.ndarray, t: np.ndarray | None = None, span_s: float | None = None, label: str | None = None
+    ) -> Workload:
         """The requests at `idx` (optionally with new arrival times), sorted by arrival."""
         idx = np.asarray(idx, dtype=np.int64)
         times = self.t[idx] if t is None else np.asarray(t, dtype=np.float64)
@@ -100,8 +101,9 @@ def _check_span(span_s: float) -> float:
     return float(span_s)
 
 
-def from_traffic(tr: Traffic, start: np.datetime64 | None = None, end: np.datetime64 | None = None,
-                 label: str = "") -> Workload:
+def from_traffic(
+    tr: Traffic, start: np.datetime64 | None = None, end: np.datetime64 | None = None, label: str = ""
+) -> Workload:
     """A selection of the log (`sophia.replay.load`) with its real arrival times and tokens.
 
     The span runs from `start` (default: the first request's minute) to `end` (default: the
@@ -232,9 +234,12 @@ class Profile:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise bad(key, v, "a number > 0")
         if self.requests_per_day * self.days > 50_000_000:
-            raise bad("requests_per_day", self.requests_per_day,
-                      f"at most 50,000,000 requests in all ({self.days:g} days): simulate fewer days and "
-                      "project the month with the fluid model")
+            raise bad(
+                "requests_per_day",
+                self.requests_per_day,
+                f"at most 50,000,000 requests in all ({self.days:g} days): simulate fewer days and "
+                "project the month with the fluid model",
+            )
         for key in ("prompt_tokens_sigma", "completion_tokens_sigma", "burstiness", "growth_per_month"):
             v = getattr(self, key)
             lo = -0.99 if key == "growth_per_month" else 0
@@ -344,8 +349,9 @@ def synthetic(profile: Profile, seed: int | None = None, label: str = "synthetic
     )
 
 
-def poisson(rate_per_s: float, seconds: float, profile: Profile | None = None, seed: int = 0,
-            label: str | None = None) -> Workload:
+def poisson(
+    rate_per_s: float, seconds: float, profile: Profile | None = None, seed: int = 0, label: str | None = None
+) -> Workload:
     """Flat Poisson arrivals at `rate_per_s` for `seconds`, tokens from `profile` (default Profile())."""
     if not (math.isfinite(rate_per_s) and rate_per_s >= 0):
         raise ValueError(f"the arrival rate must be >= 0 requests/s (got {rate_per_s!r})")
@@ -354,8 +360,18 @@ def poisson(rate_per_s: float, seconds: float, profile: Profile | None = None, s
     n = int(rng.poisson(rate_per_s * seconds))
     t = np.sort(rng.random(n) * seconds)
     pt, ct = tokens(p, n, rng)
-    return Workload(t, pt, ct, pt * features.CHARS_PER_TOKEN, pt.copy(), np.full(n, p.max_tokens, dtype=np.int64),
-                    {}, _check_span(seconds), np.datetime64(p.start, "us"), label or f"{rate_per_s:g} req/s")
+    return Workload(
+        t,
+        pt,
+        ct,
+        pt * features.CHARS_PER_TOKEN,
+        pt.copy(),
+        np.full(n, p.max_tokens, dtype=np.int64),
+        {},
+        _check_span(seconds),
+        np.datetime64(p.start, "us"),
+        label or f"{rate_per_s:g} req/s",
+    )
 
 
 def fit_profile(w: Workload, days: float | None = None) -> Profile:

@@ -82,7 +82,7 @@ def resolve(con: duckdb.DuckDBPyConnection, cfg: Config) -> tuple[int, Config]:
     return latest.version, config_from(cfg, latest.settings)
 
 
-def ensure(con: duckdb.DuckDBPyConnection, cfg: Config, origin: str = "config", note: str | None = None) -> int:
+def ensure(con: duckdb.DuckDBPyConnection, cfg: Config) -> int:
     """The active version number for `cfg` (see `resolve`)."""
     return resolve(con, cfg)[0]
 

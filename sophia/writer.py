@@ -35,6 +35,7 @@ class Writer:
         self.written = 0  # rows that reached the database file directly
         self.spilled = 0  # rows that went to the inbox
         self.errors: list[str] = []
+        self._held: list[dict] = []  # a batch that failed to write, tried again first
         self._thread = threading.Thread(target=self._run, name="sophia-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -43,14 +44,11 @@ class Writer:
         """Queue one record (a dict of schema columns). Never touches the database."""
         self._q.put(record)
 
-    def put_many(self, records: list[dict]) -> None:
-        for r in records:
-            self._q.put(r)
-
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until everything queued so far is written (to the file or the inbox)."""
+        """Wait until everything queued so far is written (to the file or the inbox).
+        False when that did not happen in time (the records stay queued)."""
         if not self._thread.is_alive():
-            return True
+            return self._q.empty() and not self._held
         marker = _Flush()
         self._q.put(marker)
         return marker.done.wait(timeout)
@@ -58,7 +56,8 @@ class Writer:
     def close(self) -> None:
         if self._stop:
             return
-        self.flush(None)
+        if not self.flush(60):
+            self._report("closing with records that could not be written (see the errors above)")
         self._stop = True
         self._q.put(_Flush())
         self._thread.join(timeout=30)
@@ -92,8 +91,18 @@ class Writer:
                         item = self._q.get(timeout=left)
                     except queue.Empty:
                         break
+            batch = self._held + batch
+            self._held = []
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception as e:  # a full disk, a broken file: keep the records, try again
+                    self._report(f"{len(batch)} records could not be written yet ({e}); retrying")
+                    self._held = batch
+                    time.sleep(min(self.flush_interval_s * 10, 1.0))
+                    for m in markers:  # still owed: answered once the records are written
+                        self._q.put(m)
+                    continue
             for m in markers:
                 m.done.set()
 

@@ -281,3 +281,56 @@ def test_budgets_are_versioned_and_validated(log):
                         ({"soft_limit": 1.5}, "soft_limit")]:
         with pytest.raises(config.ConfigError, match=needle):
             budget(cfg, **bad)
+
+
+# --- no way around a hard limit -------------------------------------------------------------
+
+
+def _guarded(cfg, budgets, spent: dict[str, float]):
+    r = Router(cfg, None, sleep=lambda s: None)
+    r.guard = BudgetGuard(cfg, [bmod.parse_budget({"period": "day", "sources": ["cli"]} | b, cfg) for b in budgets],
+                          UTC, now=Now(datetime(2026, 5, 5, 12)))
+    periods = r.guard.periods()
+    r.guard.load_others({n: (periods[n][0], usd) for n, usd in spent.items()})
+    return r
+
+
+def test_failover_cannot_spend_where_a_budget_blocks(fleet):
+    cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES])
+    r = _guarded(cfg, [{"name": "sl", "scope": "tier:serverless", "amount_usd": 0.001, "action": "block"}],
+                 {"sl": 5.0})
+    for n in DEDICATED_NAMES:
+        fleet[n].mode = "http500"
+    res = r.chat(ChatRequest([{"role": "user", "content": "analyze context session remember"}], 2000, source="cli"))
+    assert res.tier == "dedicated" and res.status == "error"  # the premium hop was left out of the chain
+    assert "serverless" not in res.path and fleet["serverless"].requests == []
+    assert r.guard.snapshot()[0]["reserved_usd"] == 0
+
+
+def test_forcing_a_model_does_not_pass_a_hard_downgrade(fleet):
+    cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES])
+    r = _guarded(cfg, [{"name": "sl", "scope": "tier:serverless", "amount_usd": 0.001, "action": "downgrade"}],
+                 {"sl": 5.0})
+    res = r.chat(ChatRequest([{"role": "user", "content": "hi"}], 20, force_model=cfg.routing.premium_model,
+                             source="cli"))
+    assert (res.model, res.reason) == (cfg.routing.budget_model, "budget")
+
+
+def test_a_downgrade_into_a_blocked_model_is_refused(fleet):
+    cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES])
+    r = _guarded(cfg, [{"name": "glob", "scope": "tier:serverless", "amount_usd": 0.01, "action": "downgrade"},
+                       {"name": "small", "scope": f"model:{cfg.routing.budget_model}", "amount_usd": 0.001,
+                        "action": "block"}], {"glob": 1.0, "small": 5.0})
+    res = r.chat(ChatRequest([{"role": "user", "content": "hello"}], 50, source="cli"))
+    assert res.status == "refused" and res.metered_cost_usd == 0 and fleet["serverless"].requests == []
+
+
+def test_editing_a_budget_starts_its_ledger_again():
+    cfg = config.load("sophia.toml")
+    g = BudgetGuard(cfg, [budget(cfg, scope="model:llama-4-scout-17b-16e-instruct", amount_usd=10.0)], UTC,
+                    now=Now(datetime(2026, 5, 5, 12)))
+    res = g.admit(lambda st: _decision(cfg, st), _state(), "api", cfg)[1]
+    g.settle(res, "serverless", "serverless", "llama-4-scout-17b-16e-instruct", 0.5, "api")
+    assert g.snapshot()[0]["metered_usd"] == 0.5
+    g.set_budgets([budget(cfg, scope="model:llama3.1-8b-instruct", amount_usd=10.0)])
+    assert g.snapshot()[0]["metered_usd"] == 0

@@ -197,3 +197,26 @@ def test_two_writers_and_a_reader_share_the_file(tmp_path):
         }
         assert cur.execute("SELECT count(DISTINCT request_id) FROM requests").fetchone()[0] == 20_000
     db.close()
+
+
+def test_a_failing_write_keeps_the_records_and_retries(tmp_path, monkeypatch):
+    from sophia import writer as writer_mod
+
+    db = Database(tmp_path / "full.duckdb")
+    w = Writer(db, 0.01)
+    calls = {"n": 0}
+    real = writer_mod.Writer._write
+
+    def flaky(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real(self, batch)
+
+    monkeypatch.setattr(writer_mod.Writer, "_write", flaky)
+    w.put(record(1))
+    assert w.flush(10)
+    assert count(db) == 1 and calls["n"] >= 2
+    assert any("No space left" in e for e in w.errors)
+    w.close()
+    db.close()

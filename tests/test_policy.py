@@ -161,3 +161,8 @@ def test_bad_requests_are_refused_clearly():
         features.extract([{"role": "user", "content": "x"}], 0, CFG.scorer, 512)
     with pytest.raises(features.RequestError, match="content must be a string"):
         features.extract([{"role": "user", "content": 3}], 10, CFG.scorer, 512)
+
+
+def test_max_tokens_has_an_upper_bound():
+    with pytest.raises(features.RequestError, match="from 1 to 1,000,000"):
+        features.extract([{"role": "user", "content": "x"}], 99_999_999_999, CFG.scorer, 512)

@@ -599,3 +599,25 @@ def test_cache_does_not_cross_settings(make_router, fleet, rows):
     router.chat(req("same"), cfg=router.cfg.with_routing(complexity_threshold=0.1))
     router.chat(req("same"))
     assert [r["cached"] for r in sorted(rows(), key=lambda r: r["ts"])] == [False, False, True]
+
+
+def test_a_stream_iterated_but_never_advanced_is_recorded(make_router, rows):
+    router = make_router()
+    handle = router.stream(req("taken, never read"))
+    iter(handle)
+    handle.close()
+    row = only(rows())
+    assert row["status"] == "cancelled" and row["attempts"] == 0
+
+
+def test_an_upstream_echoing_the_key_never_reaches_an_error():
+    import httpx
+
+    from sophia import backends
+
+    secret = "gsk_live_0123456789abcdefSECRET"
+    body = {"error": {"message": f"Invalid API Key: {secret} (also sk-other-abcdef0123456789)"}}
+    resp = httpx.Response(401, json=body)
+    err = backends._status_error("serverless", resp, secret)
+    assert secret not in str(err) and "sk-other-abcdef0123456789" not in str(err)
+    assert str(err).startswith("serverless answered HTTP 401: Invalid API Key: [secret]")
