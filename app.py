@@ -8,8 +8,9 @@ from pages import common
 from sophia.config import ConfigError
 from sophia.db import DatabaseBusy, DatabaseError
 
-st.set_page_config(page_title="Sophia · LLM router", page_icon=":material/alt_route:", layout="wide",
-                   initial_sidebar_state="expanded")
+st.set_page_config(
+    page_title="Sophia · LLM router", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="expanded"
+)
 
 pages = {
     "Route": [
@@ -35,6 +36,7 @@ try:
     common.runtime()
     common.sidebar_info()
     common.alert_banner()
+    common.show_flash()
     with common.shell():
         page.run()
 except ConfigError as e:

@@ -96,7 +96,7 @@ for s in snapshot:
             min(s["percent"] / 100, 1.0),
             text=f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])} ({s['percent']:.0f}%)",
         )
-        m = st.columns(5)
+        m = st.columns(4)
         m[0].metric("Metered", appstate.usd(s["metered_usd"]), help="Per-token spend of the requests in scope.")
         m[1].metric(
             "Fixed (GPU-hours)",
@@ -115,10 +115,10 @@ for s in snapshot:
                 help=f"Range {appstate.usd(f.projected_low_usd)} – {appstate.usd(f.projected_high_usd)} "
                 f"from a burn rate of {appstate.usd(f.burn_rate_usd_per_hour)}/h.",
             )
-            m[4].metric(
-                "Runs out",
-                f"{f.runs_out_at:%b %d %H:%M}" if f.runs_out_at else "lasts the period",
-                help="When spend at the current burn rate reaches the amount (UTC).",
+            st.caption(
+                f"Burn rate {appstate.usd(f.burn_rate_usd_per_hour)} an hour (metered over the trailing window "
+                f"plus GPU-hours); at that rate the budget "
+                + (f"**runs out {f.runs_out_at:%Y-%m-%d %H:%M} UTC**." if f.runs_out_at else "lasts the period.")
             )
             st.plotly_chart(_forecast_chart(s, f), width="stretch", key=f"bud_chart_{s['name']}")
 
@@ -187,7 +187,7 @@ if save:
         st.error(f"{e}", icon=":material/error:")
     else:
         v = rt.save_budgets([*[b for b in rt.guard.budgets if b.name != new.name], new], "page", note or None)
-        st.toast(
+        common.flash(
             f"Budget '{new.name}' saved (budgets version {v}); routing enforces it from the next request.",
             icon=":material/check_circle:",
         )
@@ -197,7 +197,7 @@ if names:
     gone = d1.selectbox("Delete a budget", names, key="bud_delete")
     if d2.button("Delete", icon=":material/delete:", key="bud_delete_go"):
         v = rt.save_budgets([b for b in rt.guard.budgets if b.name != gone], "page", f"deleted {gone}")
-        st.toast(f"Budget '{gone}' deleted (budgets version {v}).", icon=":material/delete:")
+        common.flash(f"Budget '{gone}' deleted (budgets version {v}).", icon=":material/delete:")
         st.rerun()
 
 # --- spend tables ---------------------------------------------------------------------------

@@ -39,25 +39,63 @@ def reset_controls() -> None:
 with st.sidebar:
     st.divider()
     st.markdown("**Routing for this session**")
-    tier = st.selectbox("Tier", [AUTO, "serverless", "dedicated"], key="pg_tier",
-                        help="Auto lets the policy decide; a forced tier is logged with reason 'forced'.")
-    model = st.selectbox("Model", [AUTO, *appstate.model_choices(cfg)], key="pg_model",
-                         help="Force one model (and the endpoint that serves it).")
-    max_tokens = st.number_input("max_tokens", min_value=1, max_value=1_000_000, value=None, step=64,
-                                 key="pg_max_tokens",
-                                 placeholder=f"default {cfg.routing.default_max_tokens}",
-                                 help=f"Over {cfg.scorer.max_tokens_over:,} adds "
-                                      f"{cfg.scorer.max_tokens_weight:g} to the complexity score.")
-    complexity = st.slider("Complexity threshold", 0.0, 1.0, value=cfg.routing.complexity_threshold, step=0.05,
-                           key="pg_complexity", help="Scores above it go to a dedicated GPU (high-complexity).")
-    cost = st.number_input("Cost threshold (USD)", min_value=0.0, max_value=1000.0,
-                           value=cfg.routing.cost_threshold_usd, step=0.01, format="%.4f", key="pg_cost",
-                           help="Estimated serverless cost above it goes to a dedicated GPU (cost-optimization).")
+    tier = st.selectbox(
+        "Tier",
+        [AUTO, "serverless", "dedicated"],
+        key="pg_tier",
+        help="Auto lets the policy decide; a forced tier is logged with reason 'forced'.",
+    )
+    model = st.selectbox(
+        "Model",
+        [AUTO, *appstate.model_choices(cfg)],
+        key="pg_model",
+        help="Force one model (and the endpoint that serves it).",
+    )
+    max_tokens = st.number_input(
+        "max_tokens",
+        min_value=1,
+        max_value=1_000_000,
+        value=None,
+        step=64,
+        key="pg_max_tokens",
+        placeholder=f"default {cfg.routing.default_max_tokens}",
+        help=f"Over {cfg.scorer.max_tokens_over:,} adds {cfg.scorer.max_tokens_weight:g} to the complexity score.",
+    )
+    complexity = st.slider(
+        "Complexity threshold",
+        0.0,
+        1.0,
+        value=cfg.routing.complexity_threshold,
+        step=0.05,
+        key="pg_complexity",
+        help="Scores above it go to a dedicated GPU (high-complexity).",
+    )
+    cost = st.number_input(
+        "Cost threshold (USD)",
+        min_value=0.0,
+        max_value=1000.0,
+        value=cfg.routing.cost_threshold_usd,
+        step=0.01,
+        format="%.4f",
+        key="pg_cost",
+        help="Estimated serverless cost above it goes to a dedicated GPU (cost-optimization).",
+    )
     c1, c2 = st.columns(2)
-    c1.button("Reset", on_click=reset_controls, icon=":material/restart_alt:", width="stretch",
-              help="Back to the configuration's settings.")
-    c2.button("Clear chat", on_click=clear_chat, icon=":material/delete_sweep:", width="stretch",
-              disabled=not turns, key="pg_clear")
+    c1.button(
+        "Reset",
+        on_click=reset_controls,
+        icon=":material/restart_alt:",
+        width="stretch",
+        help="Back to the configuration's settings.",
+    )
+    c2.button(
+        "Clear chat",
+        on_click=clear_chat,
+        icon=":material/delete_sweep:",
+        width="stretch",
+        disabled=not turns,
+        key="pg_clear",
+    )
 
 try:
     session_cfg = appstate.session_config(cfg, complexity, cost)
@@ -74,16 +112,26 @@ def routing_card(card: dict, i: int) -> None:
     with st.container(border=True, key=f"routing_card_{i}"):
         badges = st.container(horizontal=True, gap="small")
         with badges:
-            st.badge(card["tier"] or "no tier", icon=":material/alt_route:",
-                     color="violet" if card["tier"] == "dedicated" else "blue")
+            st.badge(
+                card["tier"] or "no tier",
+                icon=":material/alt_route:",
+                color="violet" if card["tier"] == "dedicated" else "blue",
+            )
             st.badge(card["endpoint"] or "—", icon=":material/dns:", color="gray")
             if card["simulated"]:
-                st.badge("simulated", icon=":material/science:", color="orange",
-                         help="A built-in simulated endpoint answered: no network, no bill.")
+                st.badge(
+                    "simulated",
+                    icon=":material/science:",
+                    color="orange",
+                    help="A built-in simulated endpoint answered: no network, no bill.",
+                )
             st.badge(card["model"] or "—", icon=":material/neurology:", color="gray")
-            st.badge(card["reason"] or "—", icon=":material/rule:",
-                     color="red" if card["status"] != "ok" else "green",
-                     help=f"The policy alone said '{card['policy_reason']}'." if card["policy_reason"] else None)
+            st.badge(
+                card["reason"] or "—",
+                icon=":material/rule:",
+                color="red" if card["status"] != "ok" else "green",
+                help=f"The policy alone said '{card['policy_reason']}'." if card["policy_reason"] else None,
+            )
         tokens = f"{card['prompt_tokens']:,} + {card['completion_tokens']:,}"
         if card["usage_estimated"]:
             tokens += " (estimated)"
@@ -95,8 +143,7 @@ def routing_card(card: dict, i: int) -> None:
             f"| {tokens} | {appstate.ms(card['latency_ms'])} | {appstate.ms(card['ttft_ms'])} |"
         )
         kind = "GPU-time share" if card["amortized_cost_usd"] else "metered"
-        lines = [f"**Score:** {appstate.breakdown_text(card['breakdown'])}",
-                 f"**Cost basis:** {kind}"]
+        lines = [f"**Score:** {appstate.breakdown_text(card['breakdown'])}", f"**Cost basis:** {kind}"]
         if card["failed_over"]:
             lines.append("**Failover path:** " + " → ".join(card["path"]))
         if card["cached"]:
@@ -107,17 +154,27 @@ def routing_card(card: dict, i: int) -> None:
 
 # --- the conversation --------------------------------------------------------------------
 
-common.page_header("Chat playground", "Every reply is routed by the policy, streamed, costed and recorded in "
-                                      "the log (source 'playground').")
+common.page_header(
+    "Chat playground",
+    "Every reply is routed by the policy, streamed, costed and recorded in the log (source 'playground').",
+)
 if changed:
-    st.info("Session settings differ from the configuration: "
-            + ", ".join(x for x in (
+    st.info(
+        "Session settings differ from the configuration: "
+        + ", ".join(
+            x
+            for x in (
                 f"tier forced to {tier}" if tier != AUTO else "",
                 f"model forced to {model}" if model != AUTO else "",
                 f"max_tokens {max_tokens}" if max_tokens is not None else "",
                 f"complexity threshold {complexity:.2f}" if complexity != cfg.routing.complexity_threshold else "",
                 f"cost threshold ${cost:.4f}" if cost != cfg.routing.cost_threshold_usd else "",
-            ) if x) + ".", icon=":material/tune:")
+            )
+            if x
+        )
+        + ".",
+        icon=":material/tune:",
+    )
 
 for i, t in enumerate(turns):
     with st.chat_message(t.role):
@@ -134,9 +191,11 @@ welcome = st.empty()
 if not turns:
     with welcome.container(border=True):
         st.markdown("#### :material/waving_hand: Ask anything")
-        st.markdown("Each reply shows how it was routed: tier, endpoint, model, complexity score and what "
-                    "added to it, estimated and actual cost, tokens, latency and the reason. "
-                    "Short questions stay on the serverless tier; long or complex ones go to a dedicated GPU.")
+        st.markdown(
+            "Each reply shows how it was routed: tier, endpoint, model, complexity score and what "
+            "added to it, estimated and actual cost, tokens, latency and the reason. "
+            "Short questions stay on the serverless tier; long or complex ones go to a dedicated GPU."
+        )
         row = st.container(horizontal=True, gap="small")
         for j, s in enumerate(SUGGESTIONS):
             if row.button(s, key=f"pg_suggest_{j}", icon=":material/lightbulb:"):

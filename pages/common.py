@@ -68,6 +68,7 @@ def _busy_after(limit: float, progress: Callable[[float], None] | None = None) -
             progress(waited)
         if waited >= limit:
             raise DatabaseBusy(f"the database is in use by another process (waited {waited:.0f} s)")
+
     return on_wait
 
 
@@ -108,8 +109,10 @@ def read(fn: Callable, *args):
 
     def progress(waited: float) -> None:
         if waited >= 0.5:
-            note.info(f"Waiting for the database: another process is using it ({waited:.0f} s)…",
-                      icon=":material/hourglass_top:")
+            note.info(
+                f"Waiting for the database: another process is using it ({waited:.0f} s)…",
+                icon=":material/hourglass_top:",
+            )
 
     try:
         with rt.reader(DB_WAIT_S, _busy_after(DB_WAIT_S, progress)) as cur:
@@ -163,13 +166,23 @@ def page_header(title: str, caption: str) -> None:
 def time_range(key: str, default: str = appstate.DEFAULT_RANGE) -> tuple[datetime | None, datetime | None]:
     """A range preset (and dates for a custom one); stops the page with a message if unusable."""
     options = list(appstate.RANGES)
-    preset = st.selectbox("Time range", options, index=options.index(default), key=f"{key}_range",
-                          help="Times are UTC. 'All time' covers the whole log.")
+    preset = st.selectbox(
+        "Time range",
+        options,
+        index=options.index(default),
+        key=f"{key}_range",
+        help="Times are UTC. 'All time' covers the whole log.",
+    )
     custom = None
     if preset == "Custom":
         today = now().date()
-        custom = st.date_input("Days (UTC)", value=(today, today), key=f"{key}_dates", max_value=today,
-                               help="The first and the last day, both included.")
+        custom = st.date_input(
+            "Days (UTC)",
+            value=(today, today),
+            key=f"{key}_dates",
+            max_value=today,
+            help="The first and the last day, both included.",
+        )
         if not isinstance(custom, (tuple, list)):
             custom = (custom,)
     try:
@@ -185,12 +198,16 @@ def empty_state(where: str = "") -> None:
         st.markdown("#### :material/rocket_launch: The request log is empty")
         st.markdown(
             "Every request Sophia routes is recorded here. To get started, **send a message in the "
-            "Chat playground**, route traffic with `sophia chat \"…\"`, or load realistic demo traffic "
+            'Chat playground**, route traffic with `sophia chat "…"`, or load realistic demo traffic '
             "(`sophia demo` on the command line, or `make run`, which seeds it when the log is empty)."
         )
         c1, c2 = st.columns([1, 1])
-        if c1.button(f"Load demo traffic ({appstate.DEMO_REQUESTS:,} requests, {appstate.DEMO_DAYS} days)",
-                     icon=":material/dataset:", type="primary", key=f"demo_{where}"):
+        if c1.button(
+            f"Load demo traffic ({appstate.DEMO_REQUESTS:,} requests, {appstate.DEMO_DAYS} days)",
+            icon=":material/dataset:",
+            type="primary",
+            key=f"demo_{where}",
+        ):
             load_demo()
         c2.page_link("pages/chat.py", label="Open the Chat playground", icon=":material/forum:")
 
@@ -220,15 +237,28 @@ def busy(e: Exception) -> None:
         st.button("Try again", icon=":material/refresh:", type="primary", key="busy_retry")
 
 
+def flash(text: str, icon: str = ":material/check_circle:") -> None:
+    """A toast for the next run: one shown right before st.rerun() would be lost."""
+    st.session_state["_flash"] = (text, icon)
+
+
+def show_flash() -> None:
+    if (msg := st.session_state.pop("_flash", None)) is not None:
+        st.toast(msg[0], icon=msg[1])
+
+
 def alert_banner() -> None:
     """Budget alerts of the current periods, on every page until their period ends."""
     rt = runtime()
     live = [s for s in rt.guard.snapshot() if s["state"] != "ok"]
     for s in live:
         what = "has reached its limit" if s["state"] == "hard" else f"passed its soft limit ({s['soft_limit']:.0%})"
-        st.warning(f"**Budget {s['name']}** ({s['scope']}, per {s['period']}) {what}: "
-                   f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])}. "
-                   f"At the limit: {s['action']}.", icon=":material/savings:")
+        st.warning(
+            f"**Budget {s['name']}** ({s['scope']}, per {s['period']}) {what}: "
+            f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])}. "
+            f"At the limit: {s['action']}.",
+            icon=":material/savings:",
+        )
 
 
 def sidebar_info() -> None:
@@ -242,12 +272,20 @@ def sidebar_info() -> None:
         st.markdown("**Request log**")
         st.caption(f"`{_short(db_path)}`")
         if info.backends == "simulated":
-            st.badge("Simulated backends", icon=":material/science:", color="orange",
-                     help="Every endpoint is built in and simulated: no network, no key, no bill. "
-                          "Point endpoints at real servers in the configuration (kind = \"openai\").")
+            st.badge(
+                "Simulated backends",
+                icon=":material/science:",
+                color="orange",
+                help="Every endpoint is built in and simulated: no network, no key, no bill. "
+                'Point endpoints at real servers in the configuration (kind = "openai").',
+            )
         elif info.backends == "mixed":
-            st.badge(f"{len(info.simulated)} of {info.endpoints} endpoints simulated", icon=":material/science:",
-                     color="orange", help="Simulated: " + ", ".join(info.simulated))
+            st.badge(
+                f"{len(info.simulated)} of {info.endpoints} endpoints simulated",
+                icon=":material/science:",
+                color="orange",
+                help="Simulated: " + ", ".join(info.simulated),
+            )
         else:
             st.badge("Real backends", icon=":material/cloud_done:", color="green")
 

@@ -14,8 +14,11 @@ from sophia import appstate
 common.require_shell()
 rt = common.runtime()
 cfg = rt.cfg
-common.page_header("Endpoints", "Each endpoint's health as this app sees it, its recent latency and errors from the "
-                                "log, and the configuration in force (secrets masked).")
+common.page_header(
+    "Endpoints",
+    "Each endpoint's health as this app sees it, its recent latency and errors from the "
+    "log, and the configuration in force (secrets masked).",
+)
 
 WINDOWS = {"Last hour": timedelta(hours=1), "Last 24 hours": timedelta(hours=24), "Last 7 days": timedelta(days=7)}
 STATE_COLOR = {"healthy": "green", "degraded": "yellow", "cooling-down": "red", "probing": "orange"}
@@ -36,11 +39,17 @@ def endpoint_card(e, s, h: dict) -> None:
             st.badge("simulated", icon=":material/science:", color="orange")
     a, b, c = st.columns(3)
     a.metric("Tries", f"{int(s['tries']):,}", help="Requests whose failover path named this endpoint.")
-    b.metric("Errors", appstate.pct(s["error_rate"]) if pd.notna(s["error_rate"]) else "—",
-             help="Tries that failed here (the request moved on, or ended in an error).")
-    c.metric("p95", appstate.ms(s["p95_ms"]) if pd.notna(s["p95_ms"]) else "—",
-             help=f"95th percentile latency of requests it served (p50 {appstate.ms(s['p50_ms'])}, "
-                  f"first token p50 {appstate.ms(s['ttft_p50_ms'])}).")
+    b.metric(
+        "Errors",
+        appstate.pct(s["error_rate"]) if pd.notna(s["error_rate"]) else "—",
+        help="Tries that failed here (the request moved on, or ended in an error).",
+    )
+    c.metric(
+        "p95",
+        appstate.ms(s["p95_ms"]) if pd.notna(s["p95_ms"]) else "—",
+        help=f"95th percentile latency of requests it served (p50 {appstate.ms(s['p50_ms'])}, "
+        f"first token p50 {appstate.ms(s['ttft_p50_ms'])}).",
+    )
     price = f"{appstate.usd(e.hourly_usd)}/h, {e.throughput_tps:,.0f} tok/s" if e.tier == "dedicated" else "per token"
     where = "built-in simulation" if e.simulated else appstate.mask_url(e.base_url)
     st.caption(f"{', '.join(e.models)}  \n{where} · {price}")
@@ -53,18 +62,25 @@ def endpoint_card(e, s, h: dict) -> None:
 @st.fragment
 def health_panel() -> None:
     top = st.columns([2, 1], vertical_alignment="bottom")
-    window = top[0].segmented_control("Window", list(WINDOWS), default="Last 24 hours", key="ep_window",
-                                      required=True)
-    if top[1].button("Check all now", icon=":material/stethoscope:", key="ep_check", width="stretch",
-                     help="Ask every endpoint whether it answers; one that passes leaves its cool-down."):
+    window = top[0].segmented_control("Window", list(WINDOWS), default="Last 24 hours", key="ep_window", required=True)
+    if top[1].button(
+        "Check all now",
+        icon=":material/stethoscope:",
+        key="ep_check",
+        width="stretch",
+        help="Ask every endpoint whether it answers; one that passes leaves its cool-down.",
+    ):
         with st.status("Checking endpoints…", expanded=True) as status:
             results = {}
             for e in cfg.endpoints:
                 st.write(f"{e.name}…")
                 results.update(rt.router.check([e.name]))
             failed = [n for n, ok in results.items() if not ok]
-            status.update(label=("All endpoints answered" if not failed else f"No answer from {', '.join(failed)}"),
-                          state="complete" if not failed else "error", expanded=bool(failed))
+            status.update(
+                label=("All endpoints answered" if not failed else f"No answer from {', '.join(failed)}"),
+                state="complete" if not failed else "error",
+                expanded=bool(failed),
+            )
     version = common.version()
     since = common.now() - WINDOWS[window]
     since = since.replace(second=0, microsecond=0)
@@ -73,16 +89,21 @@ def health_panel() -> None:
     per_row = 2
     for i in range(0, len(cfg.endpoints), per_row):
         cols = st.columns(per_row)
-        for col, e in zip(cols, cfg.endpoints[i:i + per_row], strict=False):
+        for col, e in zip(cols, cfg.endpoints[i : i + per_row], strict=False):
             s = logged.loc[logged["endpoint"] == e.name].iloc[0]
             with col.container(border=True, key=f"ep_card_{e.name}", height="stretch"):
                 endpoint_card(e, s, health.get(e.name, {}))
-    st.caption("Health (state, cool-down, last error) is what this app process saw in its own calls and checks; "
-               "tries, error rates and latency come from the log and cover every process. A try failed when the "
-               "request moved on to another endpoint or ended in an error there.")
+    st.caption(
+        "Health (state, cool-down, last error) is what this app process saw in its own calls and checks; "
+        "tries, error rates and latency come from the log and cover every process. A try failed when the "
+        "request moved on to another endpoint or ended in an error there."
+    )
     if version[0] == 0:
-        st.info("No request is logged yet, so there is no latency or error history. Send a message in the "
-                "Chat playground or run `sophia demo` to load demo traffic.", icon=":material/info:")
+        st.info(
+            "No request is logged yet, so there is no latency or error history. Send a message in the "
+            "Chat playground or run `sophia demo` to load demo traffic.",
+            icon=":material/info:",
+        )
         return
     grain = "hour" if WINDOWS[window] <= timedelta(days=3) else "day"
     lat = common.cached("endpoint_latency", version, since, grain)
@@ -93,11 +114,20 @@ def health_panel() -> None:
     fig = go.Figure()
     colors = common.color_map([e.name for e in cfg.endpoints])
     for name, part in lat.groupby("endpoint", sort=False):
-        fig.add_scatter(x=part["bucket"], y=part["p95_ms"], name=common.simulated_label(name, cfg), mode="lines",
-                        line={"color": colors.get(name)})
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, hovermode="x unified",
-                      yaxis={"title": "p95 latency (ms)", "rangemode": "tozero"},
-                      legend={"orientation": "h", "y": -0.2})
+        fig.add_scatter(
+            x=part["bucket"],
+            y=part["p95_ms"],
+            name=common.simulated_label(name, cfg),
+            mode="lines",
+            line={"color": colors.get(name)},
+        )
+    fig.update_layout(
+        height=320,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        hovermode="x unified",
+        yaxis={"title": "p95 latency (ms)", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.2},
+    )
     st.plotly_chart(fig, key="ep_latency")
     st.caption(f"One point per {grain} (UTC).")
 
@@ -106,8 +136,9 @@ health_panel()
 
 st.subheader("Active configuration")
 info = appstate.app_info(cfg, common.paths()[1])
-st.caption(f"From `{info.config_path}`. API keys are never shown: only the variable that holds each key "
-           "and whether it is set.")
+st.caption(
+    f"From `{info.config_path}`. API keys are never shown: only the variable that holds each key and whether it is set."
+)
 with st.expander("Routing and scorer", icon=":material/tune:", expanded=False):
     masked = appstate.masked_config(cfg)
     st.json({k: masked[k] for k in ("routing", "scorer", "failover", "cache", "privacy", "log")}, expanded=2)

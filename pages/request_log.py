@@ -14,8 +14,10 @@ from sophia.analytics import FACETS, FilterError, Filters
 common.require_shell()
 rt = common.runtime()
 cfg = rt.cfg
-common.page_header("Request log", "Every routed request, newest first: filter, open one to see its whole record, "
-                                  "export the selection as CSV.")
+common.page_header(
+    "Request log",
+    "Every routed request, newest first: filter, open one to see its whole record, export the selection as CSV.",
+)
 
 version = common.version()
 if version[0] == 0:
@@ -31,11 +33,15 @@ with st.container(border=True):
     with c1:
         start, end = common.time_range("log")
     with c2:
-        text = st.text_input("Search", key="log_text", max_chars=analytics.MAX_TEXT,
-                             placeholder="request id, error text, or prompt/reply text where stored",
-                             icon=":material/search:",
-                             help="Prompt and reply text is only searchable when privacy.store_prompts "
-                                  f"allows storing it (now: '{cfg.store_prompts}').")
+        text = st.text_input(
+            "Search",
+            key="log_text",
+            max_chars=analytics.MAX_TEXT,
+            placeholder="request id, error text, or prompt/reply text where stored",
+            icon=":material/search:",
+            help="Prompt and reply text is only searchable when privacy.store_prompts "
+            f"allows storing it (now: '{cfg.store_prompts}').",
+        )
     cols = st.columns(len(FACETS))
     chosen = {}
     for col, (name, label) in zip(cols, FACETS.items(), strict=True):
@@ -50,7 +56,8 @@ except FilterError as e:
 
 # The pager's key follows the selection: a new selection starts again at page 1.
 page_key = "log_page_" + common.filters_key(
-    (st.session_state.get("log_range"), st.session_state.get("log_dates"), f.text, chosen))
+    (st.session_state.get("log_range"), st.session_state.get("log_dates"), f.text, chosen)
+)
 total = common.cached("count", version, f)
 
 # --- the table ---------------------------------------------------------------------------
@@ -71,18 +78,28 @@ def build_csv(selection: Filters = f) -> bytes:
 with head[2]:
     too_many = total > appstate.EXPORT_MAX_ROWS
     st.download_button(
-        f"Export {total:,} row{'' if total == 1 else 's'} as CSV", data=build_csv,
-        file_name=export.file_name(f), mime="text/csv",
-        icon=":material/download:", key="log_export", on_click="ignore", disabled=total == 0 or too_many,
+        f"Export {total:,} row{'' if total == 1 else 's'} as CSV",
+        data=build_csv,
+        file_name=export.file_name(f),
+        mime="text/csv",
+        icon=":material/download:",
+        key="log_export",
+        on_click="ignore",
+        disabled=total == 0 or too_many,
         width="stretch",
-        help=(f"At most {appstate.EXPORT_MAX_ROWS:,} rows per download: narrow the filters." if too_many else
-              "Every column of the filtered rows except the caller's key id; text that a spreadsheet would run "
-              "as a formula is made inert."),
+        help=(
+            f"At most {appstate.EXPORT_MAX_ROWS:,} rows per download: narrow the filters."
+            if too_many
+            else "Every column of the filtered rows except the caller's key id; text that a spreadsheet would run "
+            "as a formula is made inert."
+        ),
     )
 
 if total == 0:
-    st.info("No request matches these filters. Clear some of them or widen the time range.",
-            icon=":material/filter_alt_off:")
+    st.info(
+        "No request matches these filters. Clear some of them or widen the time range.",
+        icon=":material/filter_alt_off:",
+    )
     st.stop()
 
 pages = max(1, math.ceil(total / size))
@@ -92,7 +109,11 @@ rows = common.cached("page", version, f, size, (current - 1) * size)
 rows["endpoint"] = [common.simulated_label(e, cfg) for e in rows["endpoint"]]
 st.space("small")  # room for the table's toolbar
 event = st.dataframe(
-    export.inert_frame(rows), key="log_table", on_select="rerun", selection_mode="single-row", hide_index=True,
+    export.inert_frame(rows),
+    key="log_table",
+    on_select="rerun",
+    selection_mode="single-row",
+    hide_index=True,
     height=min(38 + 35 * len(rows), 560),
     column_config={
         "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
@@ -101,8 +122,9 @@ event = st.dataframe(
         "prompt_tokens": st.column_config.NumberColumn("in tok"),
         "completion_tokens": st.column_config.NumberColumn("out tok"),
         "usage_estimated": st.column_config.CheckboxColumn("est.", help="Token usage estimated, not reported"),
-        "cost_usd": st.column_config.NumberColumn("cost", format="$%.6f",
-                                                  help="Metered, or the dedicated request's GPU-time share"),
+        "cost_usd": st.column_config.NumberColumn(
+            "cost", format="$%.6f", help="Metered, or the dedicated request's GPU-time share"
+        ),
         "latency_ms": st.column_config.NumberColumn("latency", format="%.0f ms"),
         "ttft_ms": st.column_config.NumberColumn("first token", format="%.0f ms"),
         "simulated": st.column_config.CheckboxColumn("sim."),
@@ -115,8 +137,13 @@ st.caption(f"Page {current:,} of {pages:,}. Select a row to open its record.")
 
 selected = event.selection.rows if event is not None and hasattr(event, "selection") else []
 picked_id = rows.iloc[selected[0]]["request_id"] if selected else ""
-rid = st.text_input("Open a request by id", value=picked_id, key=f"log_rid_{picked_id}",
-                    placeholder="paste a request id", icon=":material/key:").strip()
+rid = st.text_input(
+    "Open a request by id",
+    value=picked_id,
+    key=f"log_rid_{picked_id}",
+    placeholder="paste a request id",
+    icon=":material/key:",
+).strip()
 if rid:
     rec = common.cached("record", version, rid)
     if rec is None:
@@ -124,8 +151,10 @@ if rid:
     else:
         with st.container(border=True, key="log_record"):
             st.markdown(f"#### Request `{rec['request_id']}`")
-            st.caption(f"{rec['ts']:%Y-%m-%d %H:%M:%S} UTC · source {rec['source']} · "
-                       f"policy version {rec['policy_version'] if rec['policy_version'] is not None else '—'}")
+            st.caption(
+                f"{rec['ts']:%Y-%m-%d %H:%M:%S} UTC · source {rec['source']} · "
+                f"policy version {rec['policy_version'] if rec['policy_version'] is not None else '—'}"
+            )
             a, b, c = st.columns(3)
             with a:
                 st.markdown("**Decision inputs**")
@@ -166,5 +195,7 @@ if rid:
                 r.markdown("**Reply**")
                 r.text(rec["response_text"] or "")
             else:
-                st.caption("Prompt and reply text are not stored for this request "
-                           f"(privacy.store_prompts = '{cfg.store_prompts}').")
+                st.caption(
+                    "Prompt and reply text are not stored for this request "
+                    f"(privacy.store_prompts = '{cfg.store_prompts}')."
+                )

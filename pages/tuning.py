@@ -403,7 +403,7 @@ def _apply(proposed_cfg, c: tuning.Comparison) -> None:
         )
     if go_:
         v = rt.apply_settings(proposed_cfg, note.strip() or None)
-        st.toast(
+        common.flash(
             f"Policy version {v} applied: {c.changed:,} decisions of this traffic change.",
             icon=":material/check_circle:",
         )
@@ -437,5 +437,5 @@ if older:
         )
         for k in [k for k in st.session_state if k.startswith("tn_") and k not in ("tn_sources",)]:
             del st.session_state[k]
-        st.toast(f"Rolled back: version {new} has the settings of version {back}.", icon=":material/history:")
+        common.flash(f"Rolled back: version {new} has the settings of version {back}.", icon=":material/history:")
         st.rerun()

@@ -229,13 +229,14 @@ def usd(x: float | None) -> str:
     a = abs(x)
     if a == 0:
         return "$0"
+    sign = "-" if x < 0 else ""  # "-$5", never "$-5": a leading minus is how a delta reads as a fall
     if a >= 100:
-        return f"${x:,.0f}"
+        return f"{sign}${a:,.0f}"
     if a >= 1:
-        return f"${x:,.2f}"
+        return f"{sign}${a:,.2f}"
     if a >= 0.01:
-        return f"${x:.4f}"
-    return f"${x:.6f}"
+        return f"{sign}${a:.4f}"
+    return f"{sign}${a:.6f}"
 
 
 def ms(x: float | None) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import pricing
 from .config import Config, ScorerSettings
-from .features import Features
+from .features import Features, RequestError
 
 BP = 10_000  # basis points per unit of score
 NANO = 1_000_000_000
@@ -179,11 +179,16 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
         try:
             ep = cfg.endpoint_for_model(st.force_model)
         except KeyError:
-            raise ValueError(f"model {st.force_model!r} is not served by any endpoint") from None
+            raise RequestError(f"model {st.force_model!r} is not served by any endpoint") from None
+        if st.force_tier and st.force_tier != ep.tier:
+            raise RequestError(
+                f"model {st.force_model!r} is served by the {ep.tier} tier, not {st.force_tier}: "
+                "force one of them, or a model of that tier"
+            )
         tier, endpoint, model, reason = ep.tier, ep.name, st.force_model, "forced"
     elif st.force_tier:
         if st.force_tier not in (SERVERLESS, DEDICATED):
-            raise ValueError(f"tier {st.force_tier!r} is not allowed: expected serverless or dedicated")
+            raise RequestError(f"tier {st.force_tier!r} is not allowed: expected serverless or dedicated")
         if st.force_tier != tier:
             tier, endpoint, model = targets(cfg)[0] if st.force_tier == SERVERLESS else _dedicated_target(cfg)
         reason = "forced"
@@ -211,7 +216,7 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
 
 def _dedicated_target(cfg: Config) -> tuple[str, str, str]:
     if not cfg.tier_endpoints(DEDICATED):
-        raise ValueError('no dedicated endpoint is configured: add one with tier = "dedicated"')
+        raise RequestError('no dedicated endpoint is configured: add one with tier = "dedicated"')
     ep = cfg.endpoint(cfg.routing.dedicated_endpoint)
     return DEDICATED, ep.name, ep.models[0]
 

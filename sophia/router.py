@@ -265,10 +265,9 @@ class Router:
                 res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
                 which = getattr(res.reservation, "limited_by", None)
                 res.error = (
-                    f"refused: budget {which!r} has reached its limit (action: block); "
-                    "raise it or wait for its next period"
+                    f"budget {which!r} has reached its limit (action: block); raise it or wait for its next period"
                     if which
-                    else "refused: a budget has reached its limit (action: block)"
+                    else "a budget has reached its limit (action: block)"
                 )
                 return
             retries = cfg.failover.max_retries

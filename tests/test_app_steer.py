@@ -83,3 +83,9 @@ def test_budget_form_rejects_a_bad_budget(env):  # noqa: F811
     at.button(key="FormSubmitter:bud_form-Save budget").click().run()
     no_exception(at)
     assert any("name" in e.value for e in at.error)
+
+
+def test_money_deltas_read_as_falls():
+    from sophia import appstate
+
+    assert appstate.usd(-0.0363) == "-$0.0363" and appstate.usd(-26.14) == "-$26.14" and appstate.usd(1234) == "$1,234"

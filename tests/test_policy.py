@@ -166,3 +166,8 @@ def test_bad_requests_are_refused_clearly():
 def test_max_tokens_has_an_upper_bound():
     with pytest.raises(features.RequestError, match="from 1 to 1,000,000"):
         features.extract([{"role": "user", "content": "x"}], 99_999_999_999, CFG.scorer, 512)
+
+
+def test_a_forced_model_of_another_tier_is_a_clear_error():
+    with pytest.raises(features.RequestError, match="served by the dedicated tier, not serverless"):
+        decide("hi", 10, force_tier="serverless", force_model="llama-3.3-70b-instruct")
