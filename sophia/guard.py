@@ -41,8 +41,6 @@ class _Ledger:
     own: float = 0.0  # metered spend this period settled by this process
     reserved: float = 0.0
     hourly: float = 0.0  # GPU-hours price of the dedicated endpoints in scope
-    kind: str = "global"
-    value: str | None = None
     budget: bmod.Budget | None = None
     alerted: set[str] = field(default_factory=set)
 
@@ -74,6 +72,7 @@ class BudgetGuard:
             now = self.now()
             old = self._ledgers
             self.budgets = list(budgets)
+            self._match_cache: dict[tuple, list[bmod.Budget]] = {}
             self._ledgers = {}
             for b in self.budgets:
                 start, end = bmod.period_bounds(b.period, now, self.tz)
@@ -83,7 +82,6 @@ class BudgetGuard:
                 same = keep is not None and keep.start == start and keep.budget == b
                 led = keep if same else _Ledger(start, end, budget=b)
                 led.hourly = bmod.fixed_hourly(b, self.cfg)
-                led.kind, led.value = b.scope_kind, b.scope_value
                 self._ledgers[b.name] = led
             self._next_end = min((led.end for led in self._ledgers.values()), default=datetime.max)
 
@@ -96,9 +94,7 @@ class BudgetGuard:
             led = self._ledgers[b.name]
             if now >= led.end:  # a new period: spend starts again; in-flight reservations carry
                 start, end = bmod.period_bounds(b.period, now, self.tz)
-                self._ledgers[b.name] = _Ledger(
-                    start, end, reserved=led.reserved, hourly=led.hourly, kind=led.kind, value=led.value, budget=b
-                )
+                self._ledgers[b.name] = _Ledger(start, end, reserved=led.reserved, hourly=led.hourly, budget=b)
         self._next_end = min((led.end for led in self._ledgers.values()), default=datetime.max)
 
     def _spent(self, b: bmod.Budget, led: _Ledger, now: datetime) -> float:
@@ -126,12 +122,17 @@ class BudgetGuard:
         prompt_bound = 4 * f.prompt_chars + 8 * f.n_messages
         return pricing.estimated_cost(prompt_bound, f.max_tokens, pricing.price_of(cfg, model))
 
-    def _pressure(self, tier: str, endpoint: str, model: str, est: float, source: str, now: datetime):
-        """(the strongest hard-limit action, its budget, soft limit passed) for one place to serve."""
+    def _pressure(
+        self, tier: str, endpoint: str, model: str, est: float, source: str, now: datetime, memo: dict[str, float]
+    ):
+        """(the strongest hard-limit action, its budget, soft limit passed) for one place to serve.
+        `memo` keeps each budget's committed spend for the rest of one admission."""
         action, limited_by, soft = None, None, False
         for b in self._matching(tier, endpoint, model, source):
-            led = self._ledgers[b.name]
-            committed = self._spent(b, led, now) + led.reserved
+            committed = memo.get(b.name)
+            if committed is None:
+                led = self._ledgers[b.name]
+                committed = memo[b.name] = self._spent(b, led, now) + led.reserved
             if committed + est > b.amount_usd or committed >= b.amount_usd:
                 if _SEVERITY[b.action] > _SEVERITY[action]:
                     action, limited_by = b.action, b.name
@@ -156,14 +157,16 @@ class BudgetGuard:
         against every budget covering any of them.
         """
         d = decide(state)
+        if not self.budgets:
+            return d, Reservation(0.0, ())
         with self._lock:
             now = self.now()
             self._roll(now)
-            st, limited_by = state, None
+            st, limited_by, memo = state, None, {}
             for _ in range(3):  # pressure can move the request once or twice, never back
                 if d.refused:
                     break
-                action, by, soft = self._pressure(d.tier, d.endpoint, d.model, self.estimate(d, cfg), source, now)
+                action, by, soft = self._pressure(d.tier, d.endpoint, d.model, self.estimate(d, cfg), source, now, memo)
                 stronger = _SEVERITY[action] > _SEVERITY[st.budget_action] or (soft and not st.budget_soft)
                 if not stronger:
                     break
@@ -175,8 +178,8 @@ class BudgetGuard:
             kept, covering, est = [], {}, 0.0
             for endpoint, model in d.chain:
                 tier = cfg.endpoint(endpoint).tier
-                hop_est = self.hop_estimate(d, endpoint, model, cfg)
-                action, by, _ = self._pressure(tier, endpoint, model, hop_est, source, now)
+                hop_est = self.hop_estimate(d, endpoint, model, cfg) if tier == policy.SERVERLESS else 0.0
+                action, by, _ = self._pressure(tier, endpoint, model, hop_est, source, now, memo)
                 if action == "block" or (action == "dedicated-only" and tier == policy.SERVERLESS):
                     limited_by = limited_by or by
                     continue
@@ -189,7 +192,7 @@ class BudgetGuard:
             elif not d.refused and kept[0] != d.chain[0]:
                 (endpoint, model), tier = kept[0], cfg.endpoint(kept[0][0]).tier
                 d = replace(d, tier=tier, endpoint=endpoint, model=model, reason="budget", chain=tuple(kept))
-            elif not d.refused:
+            elif not d.refused and len(kept) != len(d.chain):
                 d = replace(d, chain=tuple(kept))
             if d.refused:
                 est, covering = 0.0, {}
@@ -221,18 +224,14 @@ class BudgetGuard:
         return self._matching(d.tier, d.endpoint, d.model, source)
 
     def _matching(self, tier: str, endpoint: str, model: str, source: str) -> list[bmod.Budget]:
-        # bmod.covers, unrolled over precomputed scopes: this runs twice per request.
-        out = []
-        for b in self.budgets:
-            led = self._ledgers[b.name]
-            k, v = led.kind, led.value
-            if source in b.sources and (
-                k == "global" or v == (tier if k == "tier" else endpoint if k == "endpoint" else model)
-            ):
-                out.append(b)
-        return out
-
-    # --- alerts ---------------------------------------------------------------------------
+        """The budgets covering a place to serve, memoized: they only change with the budgets."""
+        key = (tier, endpoint, model, source)
+        found = self._match_cache.get(key)
+        if found is None:
+            found = self._match_cache[key] = [
+                b for b in self.budgets if source in b.sources and bmod.covers(b, tier, endpoint, model)
+            ]
+        return found
 
     def _crossings(self, b: bmod.Budget, led: _Ledger, after: float) -> list:
         out = []
