@@ -224,6 +224,17 @@ class Costs:
     def monthly_usd(self) -> float:
         return self.monthly_metered_usd + self.monthly_gpu_usd + self.monthly_other_usd
 
+    def summary(self) -> dict:
+        """The money keys of a result's JSON, the same for the simulation and the fluid model."""
+        return {
+            "monthly_cost_usd": round(self.monthly_usd, 2),
+            "fixed_cost_usd": round(self.monthly_fixed_usd, 2),
+            "gpu_cost_usd": round(self.monthly_gpu_usd, 2),
+            "other_fixed_cost_usd": round(self.monthly_other_usd, 2),
+            "metered_cost_usd": round(self.monthly_metered_usd, 2),
+            "span_cost_usd": round(self.span_usd, 6),
+        }
+
 
 def _costs(w: Workload, fleet: Fleet, metered: float, amortized: float = 0.0) -> Costs:
     start = pd.Timestamp(w.start).to_pydatetime()
@@ -348,12 +359,7 @@ class SimResult:
             "requests": self.requests,
             "span_hours": round(self.span_s / 3600, 3),
             "gpus": self.gpus,
-            "monthly_cost_usd": round(c.monthly_usd, 2),
-            "fixed_cost_usd": round(c.monthly_fixed_usd, 2),
-            "gpu_cost_usd": round(c.monthly_gpu_usd, 2),
-            "other_fixed_cost_usd": round(c.monthly_other_usd, 2),
-            "metered_cost_usd": round(c.monthly_metered_usd, 2),
-            "span_cost_usd": round(c.span_usd, 6),
+            **c.summary(),
             "span_metered_cost_usd": round(c.metered_usd, 6),
             "span_fixed_cost_usd": round(c.gpu_usd + c.other_usd, 6),
             "cost_per_request_usd": self.cost_per_request_usd,
@@ -717,12 +723,7 @@ class FluidResult:
             "requests": round(self.requests),
             "minutes": len(self.minute),
             "gpus": self.gpus,
-            "monthly_cost_usd": round(c.monthly_usd, 2),
-            "fixed_cost_usd": round(c.monthly_fixed_usd, 2),
-            "gpu_cost_usd": round(c.monthly_gpu_usd, 2),
-            "other_fixed_cost_usd": round(c.monthly_other_usd, 2),
-            "metered_cost_usd": round(c.monthly_metered_usd, 2),
-            "span_cost_usd": round(c.span_usd, 6),
+            **c.summary(),
             "dedicated_share": round(self.dedicated_share, 6),
             "overflow_share": round(self.overflow_share, 6),
             "utilization": round(self.utilization, 6),
