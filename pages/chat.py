@@ -93,7 +93,6 @@ with st.sidebar:
         on_click=clear_chat,
         icon=":material/delete_sweep:",
         width="stretch",
-        disabled=not turns,
         key="pg_clear",
     )
 
@@ -202,6 +201,9 @@ if not turns:
                 picked = s
 
 prompt = st.chat_input("Message Sophia…", key="pg_input", max_chars=200_000) or picked
+if prompt is not None and not prompt.strip():
+    st.toast("Type a message first: an empty one is not sent.", icon=":material/edit:")
+    prompt = None
 if prompt:
     welcome.empty()
     turns.append(Turn("user", prompt))

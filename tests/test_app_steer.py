@@ -89,3 +89,13 @@ def test_money_deltas_read_as_falls():
     from sophia import appstate
 
     assert appstate.usd(-0.0363) == "-$0.0363" and appstate.usd(-26.14) == "-$26.14" and appstate.usd(1234) == "$1,234"
+
+
+def test_a_blank_chat_message_is_not_sent(env):  # noqa: F811
+    from tests.test_app_pages import run_page as open_page
+
+    at = open_page("pages/chat.py")
+    at.chat_input[0].set_value("   ").run()
+    no_exception(at)
+    close_app()
+    assert rows(env["db"], "SELECT count(*) AS n FROM requests")["n"][0] == 0
