@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages import common
 from sophia.config import ConfigError
-from sophia.db import DatabaseBusy, DatabaseError
+from sophia.log.db import DatabaseBusy, DatabaseError
 
 st.set_page_config(
     page_title="Sophia · LLM router", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="expanded"

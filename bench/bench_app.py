@@ -49,7 +49,7 @@ def fast_config(path: Path) -> None:
 BUILD = """
 import sys
 from sophia import config, demo
-from sophia.db import Database
+from sophia.log.db import Database
 cfg_path, db_path, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = config.load(cfg_path)
 db = Database(db_path)
@@ -68,7 +68,7 @@ def build(db_path: Path, cfg_path: Path, rows: int) -> float:
 
 
 def appstate_max() -> int:
-    from sophia import appstate
+    from sophia.ui import appstate
 
     return appstate.EXPORT_MAX_ROWS
 
@@ -133,8 +133,14 @@ def run(tmp: Path) -> int:
 
     # Filter changes: each selection is new to the cache, so each run queries DuckDB.
     at = fresh("pages/request_log.py")
-    changes = [("log_tier", ["dedicated"]), ("log_status", ["error"]), ("log_reason", ["failover"]),
-               ("log_model", ["llama-3.3-70b-instruct"]), ("log_source", ["demo"]), ("log_endpoint", ["serverless"])]
+    changes = [
+        ("log_tier", ["dedicated"]),
+        ("log_status", ["error"]),
+        ("log_reason", ["failover"]),
+        ("log_model", ["llama-3.3-70b-instruct"]),
+        ("log_source", ["demo"]),
+        ("log_endpoint", ["serverless"]),
+    ]
     filt = []
     for key, value in changes[: max(args.runs, 3)]:
         at.multiselect(key=key).set_value(value)
@@ -145,8 +151,9 @@ def run(tmp: Path) -> int:
     results["request log filter change"] = median(filt)
     at = fresh("pages/overview.py")
     ov = []
-    for i, preset in enumerate(["Last 24 hours", "Last 30 days", "All time", "Last 90 days", "Last 7 days"]
-                               [: max(args.runs, 3)]):
+    for i, preset in enumerate(
+        ["Last 24 hours", "Last 30 days", "All time", "Last 90 days", "Last 7 days"][: max(args.runs, 3)]
+    ):
         at.selectbox(key="ov_range").set_value(preset)
         at.toggle(key="ov_demo").set_value(i % 2 == 0)
         ov.append(timed(at.run))
@@ -162,7 +169,7 @@ def run(tmp: Path) -> int:
     # backend that answers at once, so what remains is the app's and the router's own time. The
     # headline figure includes AppTest's own harness (script thread start, polling); the second
     # counts from the first line of app.py.
-    from sophia import simulated
+    from sophia.routing.backends import simulated
 
     calls: list[float] = []
     original = simulated.SimulatedBackend.stream
@@ -207,15 +214,17 @@ def run(tmp: Path) -> int:
     import io
 
     from pages import common
-    from sophia import appstate, export
-    from sophia.analytics import Filters
+    from sophia.log import export
+    from sophia.log.analytics import Filters
+    from sophia.ui import appstate
 
     rt = common._runtime(*common.paths())
     t = time.perf_counter()
     buf = io.BytesIO()
     with rt.reader() as cur:
-        start = cur.execute("SELECT min(ts) FROM (SELECT ts FROM requests ORDER BY ts DESC LIMIT ?)",
-                            [appstate.EXPORT_MAX_ROWS]).fetchone()[0]
+        start = cur.execute(
+            "SELECT min(ts) FROM (SELECT ts FROM requests ORDER BY ts DESC LIMIT ?)", [appstate.EXPORT_MAX_ROWS]
+        ).fetchone()[0]
         export.write_csv(cur, Filters(start=start), buf, bom=True)
     data = buf.getvalue()
     results[f"CSV export of {appstate.EXPORT_MAX_ROWS:,} rows (s)"] = time.perf_counter() - t

@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sophia import budgets as bmod  # noqa: E402
-from sophia import config, demo, features, policy, spend  # noqa: E402
-from sophia.db import Database  # noqa: E402
-from sophia.guard import BudgetGuard  # noqa: E402
+from sophia import config
+from sophia.budgets import model as bmod
+from sophia.budgets import spend
+from sophia.budgets.guard import BudgetGuard
+from sophia.ingest import demo
+from sophia.log.db import Database
+from sophia.routing import features, policy
 
 CFG = config.load(Path(__file__).resolve().parents[1] / "sophia.toml")
 

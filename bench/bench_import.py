@@ -23,7 +23,7 @@ CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from sophia import config, importers
-from sophia.db import Database
+from sophia.log.db import Database
 import duckdb
 cfg = config.load({cfg!r})
 t = time.perf_counter()

@@ -15,7 +15,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sophia import config, features, policy  # noqa: E402
+from sophia import config
+from sophia.routing import (
+    features,
+    policy,
+)
 
 CFG = config.load(Path(__file__).resolve().parents[1] / "sophia.toml")
 

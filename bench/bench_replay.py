@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sophia import config, demo, replay  # noqa: E402
-from sophia.db import Database  # noqa: E402
+from sophia import config
+from sophia.analysis import replay
+from sophia.ingest import demo
+from sophia.log.db import Database
 
 CFG = config.load(Path(__file__).resolve().parents[1] / "sophia.toml")
 N = 1_000_000

@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sophia.apikeys import hash_key, new_key  # noqa: E402
+from sophia.config.apikeys import hash_key, new_key
 
 try:  # the same event loop the server uses when it is installed
     import uvloop

@@ -21,9 +21,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sophia import config, fleet, importers, replay, traffic  # noqa: E402
-from sophia import simulator as sim  # noqa: E402
-from sophia.db import Database  # noqa: E402
+from sophia import config
+from sophia.analysis import replay
+from sophia.ingest import importers
+from sophia.log.db import Database
+from sophia.sim import fleet
+from sophia.sim import simulator as sim
+from sophia.sim import workload as traffic
 
 CFG = config.load(ROOT / "sophia.toml")
 TRACE = ROOT.parent / "shared" / "data" / "traces" / "azure_llm_2023_conv.csv"
@@ -74,10 +78,14 @@ def main() -> None:
     base = timed(lambda: heap_floor(w.n))
     des = timed(lambda: sim.simulate(w, CFG, gpus8, "dedicated-first"))
     r = sim.simulate(w, CFG, gpus8, "dedicated-first")
-    print(f"discrete-event simulation, {w.n:,} requests on 8 GPUs (dedicated-first): median {des:.2f} s "
-          f"(target <= 5 s)  {ok(des, 5)}; baseline heap push+pop per request {base:.2f} s")
-    print(f"  {r.dedicated_share:.1%} dedicated, {r.overflow_share:.2%} overflowed, utilization {r.utilization:.1%} "
-          f"(peak minute {r.peak_minute_utilization:.1%}), p95 TTFT {r.ttft_quantile():.0f} ms")
+    print(
+        f"discrete-event simulation, {w.n:,} requests on 8 GPUs (dedicated-first): median {des:.2f} s "
+        f"(target <= 5 s)  {ok(des, 5)}; baseline heap push+pop per request {base:.2f} s"
+    )
+    print(
+        f"  {r.dedicated_share:.1%} dedicated, {r.overflow_share:.2%} overflowed, utilization {r.utilization:.1%} "
+        f"(peak minute {r.peak_minute_utilization:.1%}), p95 TTFT {r.ttft_quantile():.0f} ms"
+    )
     des_r = timed(lambda: sim.simulate(w, CFG, fleet.from_config(CFG), "router"))
     print(f"  same traffic, router policy on the configured fleet: median {des_r:.2f} s")
 
@@ -86,11 +94,17 @@ def main() -> None:
     f = sim.project(w, CFG, gpus8, "dedicated-first", days=30)
     mins = sim.minutes_of(w, CFG, gpus8, "dedicated-first")
     fl_only = timed(lambda: sim.fluid(mins.repeated(30), gpus8, "dedicated-first"), runs=5)
-    prof = timed(lambda: sim.fluid(sim.minutes_of_profile(profile, CFG, gpus8, "dedicated-first", days=30), gpus8,
-                                   "dedicated-first"), runs=5)
-    print(f"30-day projection at 1-minute resolution ({len(f.minute):,} minutes) from the 1M-request day: median "
-          f"{proj:.2f} s (target <= 1 s)  {ok(proj, 1)}; of which the fluid model {fl_only:.2f} s; from a profile "
-          f"{prof:.2f} s; baseline one numpy pass over the minutes {minutes_base * 1e3:.2f} ms")
+    prof = timed(
+        lambda: sim.fluid(
+            sim.minutes_of_profile(profile, CFG, gpus8, "dedicated-first", days=30), gpus8, "dedicated-first"
+        ),
+        runs=5,
+    )
+    print(
+        f"30-day projection at 1-minute resolution ({len(f.minute):,} minutes) from the 1M-request day: median "
+        f"{proj:.2f} s (target <= 1 s)  {ok(proj, 1)}; of which the fluid model {fl_only:.2f} s; from a profile "
+        f"{prof:.2f} s; baseline one numpy pass over the minutes {minutes_base * 1e3:.2f} ms"
+    )
     print(f"  month: {f.summary()['monthly_cost_usd']:,.0f} USD, p95 TTFT {f.ttft.get('p95')} ms")
 
     day = conv_day()
@@ -100,13 +114,19 @@ def main() -> None:
         label = "a synthetic day (../shared/data absent)"
     steps = []
     one = fleet.homogeneous(CFG, 1)
-    opt_t = timed(lambda: sim.optimize(day, CFG, one, "dedicated-first", max_gpus=32,
-                                       progress=lambda frac, msg: steps.append(msg)), runs=3)
+    opt_t = timed(
+        lambda: sim.optimize(
+            day, CFG, one, "dedicated-first", max_gpus=32, progress=lambda frac, msg: steps.append(msg)
+        ),
+        runs=3,
+    )
     o = sim.optimize(day, CFG, one, "dedicated-first", max_gpus=32)
     simulated = int((o.curve["method"] == "simulation").sum())
-    print(f"optimizer over 0-32 GPUs, {label} ({day.n:,} requests): median {opt_t:.2f} s (target <= 10 s)  "
-          f"{ok(opt_t, 10)}; best {o.best_gpus} GPUs, {simulated} simulations + 33 fluid evaluations, "
-          f"{len(steps) // 3} progress reports per run")
+    print(
+        f"optimizer over 0-32 GPUs, {label} ({day.n:,} requests): median {opt_t:.2f} s (target <= 10 s)  "
+        f"{ok(opt_t, 10)}; best {o.best_gpus} GPUs, {simulated} simulations + 33 fluid evaluations, "
+        f"{len(steps) // 3} progress reports per run"
+    )
     opt_r = timed(lambda: sim.optimize(day, CFG, one, "dedicated", max_gpus=32), runs=3)
     o2 = sim.optimize(day, CFG, one, "dedicated", max_gpus=32)
     print(f"  all-dedicated policy: median {opt_r:.2f} s, best {o2.best_gpus} GPUs")

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_app import build, fast_config, rss_mb  # noqa: E402
+from bench.bench_app import build, fast_config, rss_mb
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sophia.db import Database  # noqa: E402
-from sophia.writer import Writer  # noqa: E402
-from tests.logutil import record  # noqa: E402
+from sophia.log.db import Database
+from sophia.log.writer import Writer
+from tests.logutil import record
 
 N = 200_000
 

@@ -9,9 +9,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
-from sophia import alerts, appstate, budget_store, spend
-from sophia import budgets as bmod
+from sophia.budgets import alerts, spend
+from sophia.budgets import model as bmod
+from sophia.budgets import store as budget_store
 from sophia.config import ConfigError
+from sophia.ui import appstate
 
 common.require_shell()
 rt = common.runtime()

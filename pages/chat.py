@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common
-from sophia import appstate
-from sophia.appstate import Turn
-from sophia.features import RequestError
-from sophia.router import ChatRequest
+from sophia.routing.features import RequestError
+from sophia.routing.router import ChatRequest
+from sophia.ui import appstate
+from sophia.ui.appstate import Turn
 
 common.require_shell()
 rt = common.runtime()

@@ -1,7 +1,7 @@
 """What every page shares: the process's runtime, cached reads, filters, empty and busy states.
 
 Not a page itself (app.py lists the pages). Layout only: the figures come from
-`sophia.analytics` and `sophia.appstate`.
+`sophia.log.analytics` and `sophia.ui.appstate`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from sophia import analytics, appstate, config, demo
-from sophia.db import DatabaseBusy
-from sophia.db import default_path as default_db_path
-from sophia.router import make_backends
+from sophia import config
+from sophia.ingest import demo
+from sophia.log import analytics
+from sophia.log.db import DatabaseBusy
+from sophia.log.db import default_path as default_db_path
+from sophia.routing.router import make_backends
 from sophia.runtime import Runtime
+from sophia.ui import appstate
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 DB_WAIT_S = 10.0  # how long a page waits for a database another process holds

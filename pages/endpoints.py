@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
-from sophia import appstate
+from sophia.ui import appstate
 
 common.require_shell()
 rt = common.runtime()

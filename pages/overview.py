@@ -6,8 +6,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
-from sophia import analytics, appstate
-from sophia.analytics import Filters
+from sophia.log import analytics
+from sophia.log.analytics import Filters
+from sophia.ui import appstate
 
 common.require_shell()
 rt = common.runtime()

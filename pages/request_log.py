@@ -8,8 +8,9 @@ import math
 import streamlit as st
 
 from pages import common
-from sophia import analytics, appstate, export
-from sophia.analytics import FACETS, FilterError, Filters
+from sophia.log import analytics, export
+from sophia.log.analytics import FACETS, FilterError, Filters
+from sophia.ui import appstate
 
 common.require_shell()
 rt = common.runtime()

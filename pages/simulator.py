@@ -1,6 +1,6 @@
 """Cost simulator: size a fleet of dedicated GPUs beside a serverless tier for some traffic.
 
-UI only: traffic, fleet and policy go in the sidebar form; `sophia.simulator` does the work
+UI only: traffic, fleet and policy go in the sidebar form; `sophia.sim.simulator` does the work
 (discrete-event simulation, fluid month projection, break-even, optimizer).
 """
 
@@ -15,11 +15,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
-from sophia import analytics, appstate, replay, versions
-from sophia import fleet as fleet_mod
-from sophia import simulator as sim
-from sophia import traffic as traffic_mod
-from sophia.fleet import Fleet, GPUPool
+from sophia.analysis import replay
+from sophia.log import analytics, versions
+from sophia.sim import fleet as fleet_mod
+from sophia.sim import simulator as sim
+from sophia.sim import workload as traffic_mod
+from sophia.sim.fleet import Fleet, GPUPool
+from sophia.ui import appstate
 
 # The page runs inside app.py (navigation, sidebar, error handling) once app.py lists it.
 if "pages/simulator.py" in common.APP.read_text(encoding="utf-8"):

@@ -7,7 +7,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
-from sophia import analytics, appstate, policy, replay, tuning, versions
+from sophia.analysis import replay, tuning
+from sophia.log import analytics, versions
+from sophia.routing import policy
+from sophia.ui import appstate
 
 common.require_shell()
 rt = common.runtime()

@@ -10,16 +10,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import alerts as alerts_mod
-from . import budget_store, versions
-from . import budgets as bmod
-from . import config as config_mod
-from .backends import Backend
-from .config import Config
-from .db import Database, DatabaseBusy, DatabaseError
-from .guard import BudgetGuard
-from .router import Router, make_backends
-from .writer import Writer
+from sophia import config as config_mod
+from sophia.budgets import alerts as alerts_mod
+from sophia.budgets import model as bmod
+from sophia.budgets import store as budget_store
+from sophia.budgets.guard import BudgetGuard
+from sophia.config import Config
+from sophia.log import versions
+from sophia.log.db import Database, DatabaseBusy, DatabaseError
+from sophia.log.writer import Writer
+from sophia.routing.backends.openai import Backend
+from sophia.routing.router import Router, make_backends
 
 
 def _utcnow() -> datetime:

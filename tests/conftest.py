@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from sophia.config import Config, parse
-from sophia.db import Database
-from sophia.writer import Writer
+from sophia.log.db import Database
+from sophia.log.writer import Writer
 from tests.fakeopenai import FakeOpenAI
 
 SERVERLESS_MODELS = (
@@ -35,17 +35,40 @@ def config_dict(serverless_url: str, dedicated_urls: Sequence[str] = ()) -> dict
     """The reference deployment as a parsed-TOML dict, every endpoint kind = "openai"."""
     if len(dedicated_urls) > len(DEDICATED):
         raise ValueError(f"at most {len(DEDICATED)} dedicated URLs")
-    endpoints = [{"name": "serverless", "tier": "serverless", "kind": "openai", "base_url": serverless_url,
-                  "models": list(SERVERLESS_MODELS)}]
+    endpoints = [
+        {
+            "name": "serverless",
+            "tier": "serverless",
+            "kind": "openai",
+            "base_url": serverless_url,
+            "models": list(SERVERLESS_MODELS),
+        }
+    ]
     for (name, hourly, tps, prefill, conc), url in zip(DEDICATED, dedicated_urls, strict=False):
-        endpoints.append({"name": name, "tier": "dedicated", "kind": "openai", "base_url": url,
-                          "model": DEDICATED_MODEL, "hourly_usd": hourly, "throughput_tps": tps,
-                          "prefill_tps": prefill, "max_concurrency": conc})
+        endpoints.append(
+            {
+                "name": name,
+                "tier": "dedicated",
+                "kind": "openai",
+                "base_url": url,
+                "model": DEDICATED_MODEL,
+                "hourly_usd": hourly,
+                "throughput_tps": tps,
+                "prefill_tps": prefill,
+                "max_concurrency": conc,
+            }
+        )
     return {
         "privacy": {"store_prompts": "off"},
         # Short timeouts so a test that goes wrong fails fast instead of hanging for a minute.
-        "failover": {"max_retries": 1, "retry_backoff_s": 0.2, "failure_threshold": 3, "cooldown_s": 30,
-                     "connect_timeout_s": 2, "timeout_s": 5},
+        "failover": {
+            "max_retries": 1,
+            "retry_backoff_s": 0.2,
+            "failure_threshold": 3,
+            "cooldown_s": 30,
+            "connect_timeout_s": 2,
+            "timeout_s": 5,
+        },
         "cache": {"enabled": False, "ttl_s": 3600, "max_entries": 1000},
         "endpoints": endpoints,
         "models": [dict(p) for p in PRICES],

@@ -136,8 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode in _ERRORS:
             code, kind, msg = _ERRORS[mode]
             return self._json(code, {"error": {"message": msg, "type": kind}})
-        self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
-                                                    for m in fake.models]})
+        self._json(
+            200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in fake.models]}
+        )
 
     def do_POST(self) -> None:  # noqa: N802
         fake = self.server.fake
@@ -175,7 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "malformed":
             return self._send(200, b"<html><body>this is not JSON</body></html>")
         obj = {
-            "id": f"chatcmpl-fake-{id(body):x}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-fake-{id(body):x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
         }
@@ -197,8 +200,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        base = {"id": f"chatcmpl-fake-{id(body):x}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": body.get("model")}
+        base = {
+            "id": f"chatcmpl-fake-{id(body):x}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+        }
 
         def chunk(delta: dict, finish: str | None = None) -> str:
             return json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
@@ -228,8 +235,13 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeOpenAI:
     """An OpenAI-compatible server on 127.0.0.1 with a free port; a context manager."""
 
-    def __init__(self, mode: str = "ok", reply: str = DEFAULT_REPLY, delay_s: float = 2.0,
-                 models: tuple[str, ...] = ("fake-model",)) -> None:
+    def __init__(
+        self,
+        mode: str = "ok",
+        reply: str = DEFAULT_REPLY,
+        delay_s: float = 2.0,
+        models: tuple[str, ...] = ("fake-model",),
+    ) -> None:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -317,8 +329,12 @@ class FakeOpenAI:
         self._server = _Server(self)
         self.port = self._server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name=f"fake-openai-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"fake-openai-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -47,8 +47,8 @@ WRITER_CHILD = r"""
 import sys, time
 sys.path.insert(0, {root!r})
 from tests.logutil import record
-from sophia.db import Database
-from sophia.writer import Writer
+from sophia.log.db import Database
+from sophia.log.writer import Writer
 db = Database({path!r})
 w = Writer(db, 0.05)
 n, source, pace = {n}, {source!r}, {pace}

@@ -1,4 +1,4 @@
-"""sophia.analytics: the app's SQL, checked against pandas over the same rows."""
+"""sophia.log.analytics: the app's SQL, checked against pandas over the same rows."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from sophia import analytics, config, demo, pricing, schema
-from sophia.analytics import FilterError, Filters
-from sophia.db import Database
+from sophia import config
+from sophia.ingest import demo
+from sophia.log import analytics, schema
+from sophia.log.analytics import FilterError, Filters
+from sophia.log.db import Database
+from sophia.money import pricing
 
 ROOT = Path(__file__).resolve().parents[1]
 END = datetime(2026, 3, 2, 0, 0)
@@ -25,14 +28,37 @@ def cfg():
 
 def handmade(i: int, **kw) -> dict:
     r = {
-        "request_id": f"hand{i:04d}", "ts": END - timedelta(hours=1, minutes=i), "source": "playground",
-        "prompt_chars": 40, "est_prompt_tokens": 10, "max_tokens": 100, "n_messages": 1, "keywords": [],
-        "tier": "serverless", "endpoint": "serverless", "model": "llama-4-scout-17b-16e-instruct",
-        "complexity": 0.0, "breakdown": json.dumps({"length": 0.0}), "estimated_cost_usd": 0.00003,
-        "reason": "cost-optimized", "policy_reason": "cost-optimized", "status": "ok", "attempts": 1,
-        "failover_path": ["serverless"], "prompt_tokens": 10, "completion_tokens": 20, "usage_estimated": False,
-        "metered_cost_usd": 0.0000068, "amortized_cost_usd": 0.0, "latency_ms": 100.0 + i, "ttft_ms": 20.0,
-        "streamed": True, "cached": False, "simulated": False, "prompt_text": None, "response_text": None,
+        "request_id": f"hand{i:04d}",
+        "ts": END - timedelta(hours=1, minutes=i),
+        "source": "playground",
+        "prompt_chars": 40,
+        "est_prompt_tokens": 10,
+        "max_tokens": 100,
+        "n_messages": 1,
+        "keywords": [],
+        "tier": "serverless",
+        "endpoint": "serverless",
+        "model": "llama-4-scout-17b-16e-instruct",
+        "complexity": 0.0,
+        "breakdown": json.dumps({"length": 0.0}),
+        "estimated_cost_usd": 0.00003,
+        "reason": "cost-optimized",
+        "policy_reason": "cost-optimized",
+        "status": "ok",
+        "attempts": 1,
+        "failover_path": ["serverless"],
+        "prompt_tokens": 10,
+        "completion_tokens": 20,
+        "usage_estimated": False,
+        "metered_cost_usd": 0.0000068,
+        "amortized_cost_usd": 0.0,
+        "latency_ms": 100.0 + i,
+        "ttft_ms": 20.0,
+        "streamed": True,
+        "cached": False,
+        "simulated": False,
+        "prompt_text": None,
+        "response_text": None,
     }
     r.update(kw)
     return r
@@ -46,14 +72,31 @@ def con(tmp_path_factory, cfg):
     demo.write(db, demo.generate(cfg, 4000, 10, seed=5, end=END))
     hand = [
         handmade(1, prompt_text="Please ANALYZE the Zebra report", response_text="zebras are striped"),
-        handmade(2, status="error", error="serverless answered HTTP 503", completion_tokens=0, prompt_tokens=0,
-                 metered_cost_usd=0.0, source="cli"),
+        handmade(
+            2,
+            status="error",
+            error="serverless answered HTTP 503",
+            completion_tokens=0,
+            prompt_tokens=0,
+            metered_cost_usd=0.0,
+            source="cli",
+        ),
         # Failed over: tried serverless, served by sophia-ai-core.
-        handmade(3, tier="dedicated", endpoint="sophia-ai-core", model="llama-3.3-70b-instruct", reason="failover",
-                 failover_path=["serverless", "sophia-ai-core"], attempts=2, metered_cost_usd=0.0,
-                 amortized_cost_usd=0.00002, source="api"),
-        handmade(4, tier=None, endpoint=None, model=None, status="refused", reason="budget",
-                 failover_path=[], source="api"),
+        handmade(
+            3,
+            tier="dedicated",
+            endpoint="sophia-ai-core",
+            model="llama-3.3-70b-instruct",
+            reason="failover",
+            failover_path=["serverless", "sophia-ai-core"],
+            attempts=2,
+            metered_cost_usd=0.0,
+            amortized_cost_usd=0.00002,
+            source="api",
+        ),
+        handmade(
+            4, tier=None, endpoint=None, model=None, status="refused", reason="budget", failover_path=[], source="api"
+        ),
     ]
     db.close()
     c = duckdb.connect(str(path))
@@ -84,9 +127,12 @@ def select(df: pd.DataFrame, f: Filters) -> pd.DataFrame:
         m &= ~df.source.isin(f.exclude_source)
     if f.text:
         t = f.text.lower()
-        m &= (df.request_id.str.startswith(t) | df.prompt_text.fillna("").str.lower().str.contains(t, regex=False)
-              | df.response_text.fillna("").str.lower().str.contains(t, regex=False)
-              | df.error.fillna("").str.lower().str.contains(t, regex=False))
+        m &= (
+            df.request_id.str.startswith(t)
+            | df.prompt_text.fillna("").str.lower().str.contains(t, regex=False)
+            | df.response_text.fillna("").str.lower().str.contains(t, regex=False)
+            | df.error.fillna("").str.lower().str.contains(t, regex=False)
+        )
     return df[m]
 
 
@@ -147,8 +193,9 @@ def test_overview_equals_pandas(con, df, cfg, f):
             assert o["latency_p50_ms"] == pytest.approx(ok.latency_ms.quantile(0.5), abs=0.06)
             assert o["latency_p95_ms"] == pytest.approx(ok.latency_ms.quantile(0.95), abs=0.06)
         premium = pricing.price_of(cfg, cfg.routing.premium_model)
-        baseline = ((sel.prompt_tokens * premium.input_per_mtok + sel.completion_tokens * premium.output_per_mtok)
-                    / 1e6).sum()
+        baseline = (
+            (sel.prompt_tokens * premium.input_per_mtok + sel.completion_tokens * premium.output_per_mtok) / 1e6
+        ).sum()
         cost = sel.metered_cost_usd.sum() + sel.amortized_cost_usd.sum()
         assert o["cost_savings_usd"] == pytest.approx(baseline - cost, abs=1e-6)
         assert o["savings_with_fixed_usd"] == pytest.approx(baseline - sel.metered_cost_usd.sum() - fixed, abs=1e-6)
@@ -228,7 +275,9 @@ def test_facets_bounds_version_and_record(con, df):
 
 def test_span_and_granularity(con, df):
     assert analytics.span(con, Filters(source=("api",))) == (
-        df[df.source == "api"].ts.min(), df[df.source == "api"].ts.max() + timedelta(microseconds=1))
+        df[df.source == "api"].ts.min(),
+        df[df.source == "api"].ts.max() + timedelta(microseconds=1),
+    )
     f = Filters(start=END - timedelta(days=1), end=END)
     assert analytics.span(con, f) == (f.start, f.end)
     t = datetime(2026, 1, 1)

@@ -20,15 +20,22 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from sophia import appstate, config, demo, pricing
-from sophia.db import Database
+from sophia import config
+from sophia.ingest import demo
+from sophia.log.db import Database
+from sophia.money import pricing
+from sophia.ui import appstate
 from tests.fakeopenai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 PAGES = ("pages/chat.py", "pages/overview.py", "pages/request_log.py", "pages/endpoints.py")
-TITLES = {"pages/chat.py": "Chat playground", "pages/overview.py": "Overview",
-          "pages/request_log.py": "Request log", "pages/endpoints.py": "Endpoints"}
+TITLES = {
+    "pages/chat.py": "Chat playground",
+    "pages/overview.py": "Overview",
+    "pages/request_log.py": "Request log",
+    "pages/endpoints.py": "Endpoints",
+}
 SECRET = "sk-test-0123456789abcdefSECRET"
 
 
@@ -220,8 +227,13 @@ def test_playground_round_trip_leaves_one_record(fake_env):
     df = rows(fake_env["db"])
     assert len(df) == 1
     r = df.iloc[0]
-    assert (r.source, r.status, r.tier, r.endpoint, r.reason) == ("playground", "ok", "serverless", "serverless",
-                                                                   "cost-optimized")
+    assert (r.source, r.status, r.tier, r.endpoint, r.reason) == (
+        "playground",
+        "ok",
+        "serverless",
+        "serverless",
+        "cost-optimized",
+    )
     assert not r.simulated and r.streamed
     # Usage as the fake server reports it, costed from the catalog.
     assert r.completion_tokens == len("Hello from the fake server.".split())
@@ -229,7 +241,8 @@ def test_playground_round_trip_leaves_one_record(fake_env):
     price = pricing.price_of(cfg, "llama-4-scout-17b-16e-instruct")
     assert r.metered_cost_usd == pytest.approx(
         pricing.metered_cost(r.prompt_tokens, r.completion_tokens, price.input_per_mtok, price.output_per_mtok),
-        abs=1e-12)
+        abs=1e-12,
+    )
     assert appstate.usd(r.metered_cost_usd) in card
 
 
@@ -262,8 +275,12 @@ def test_playground_backend_error_is_a_message_and_a_record(fake_env):
     df = rows(fake_env["db"])
     assert len(df) == 1 and df.iloc[0].status == "error" and df.iloc[0].source == "playground"
     # Serverless failed over to every dedicated endpoint, in order: all on the same fake.
-    assert list(df.iloc[0].failover_path) == ["serverless", "sophia-ai-core", "sophia-data-pipeline",
-                                              "sophia-production"]
+    assert list(df.iloc[0].failover_path) == [
+        "serverless",
+        "sophia-ai-core",
+        "sophia-data-pipeline",
+        "sophia-production",
+    ]
 
 
 def test_playground_forced_tier_and_session_thresholds(fake_env):
@@ -308,16 +325,23 @@ def independent(df: pd.DataFrame, cfg, start: datetime, end: datetime) -> dict:
     metered = sel.metered_cost_usd.sum()
     fixed = sum(e.hourly_usd for e in cfg.endpoints if e.tier == "dedicated") * (end - start).total_seconds() / 3600
     premium = pricing.price_of(cfg, cfg.routing.premium_model)
-    baseline = ((sel.prompt_tokens * premium.input_per_mtok + sel.completion_tokens * premium.output_per_mtok)
-                / 1e6).sum()
+    baseline = (
+        (sel.prompt_tokens * premium.input_per_mtok + sel.completion_tokens * premium.output_per_mtok) / 1e6
+    ).sum()
     cost = metered + sel.amortized_cost_usd.sum()
     ok = sel[sel.status == "ok"]
     return {
-        "requests": len(sel), "metered": metered, "fixed": fixed, "spend": metered + fixed,
+        "requests": len(sel),
+        "metered": metered,
+        "fixed": fixed,
+        "spend": metered + fixed,
         "serverless_share": 100 * (sel.tier == "serverless").mean(),
-        "avg": cost / len(sel), "savings": baseline - cost,
-        "p50": ok.latency_ms.quantile(0.5), "p95": ok.latency_ms.quantile(0.95),
-        "error_rate": (sel.status != "ok").mean(), "failover_rate": (sel.reason == "failover").mean(),
+        "avg": cost / len(sel),
+        "savings": baseline - cost,
+        "p50": ok.latency_ms.quantile(0.5),
+        "p95": ok.latency_ms.quantile(0.95),
+        "error_rate": (sel.status != "ok").mean(),
+        "failover_rate": (sel.reason == "failover").mean(),
         "amortized": sel.amortized_cost_usd.sum(),
     }
 
@@ -333,8 +357,10 @@ def test_overview_figures_equal_independent_computations(env):
     at.selectbox(key="ov_range").set_value("Custom").run()
     at.date_input(key="ov_dates").set_value((first, last)).run()
     no_exception(at)
-    start, end = datetime.combine(first, datetime.min.time()), datetime.combine(last + timedelta(days=1),
-                                                                                datetime.min.time())
+    start, end = (
+        datetime.combine(first, datetime.min.time()),
+        datetime.combine(last + timedelta(days=1), datetime.min.time()),
+    )
     x = independent(df, cfg, start, end)
     assert metric(at, "Requests") == f"{x['requests']:,}"
     assert metric(at, "Metered (per token)") == appstate.usd(x["metered"])
@@ -494,8 +520,9 @@ def test_request_log_bad_custom_range(env):
 
 def test_endpoints_page_checks_and_masks_secrets(env, monkeypatch):
     with FakeOpenAI() as fake:
-        env["config"].write_text(openai_toml(fake.base_url.replace("http://", f"http://user:{SECRET}@"),
-                                             key_env="SOPHIA_TEST_KEY"))
+        env["config"].write_text(
+            openai_toml(fake.base_url.replace("http://", f"http://user:{SECRET}@"), key_env="SOPHIA_TEST_KEY")
+        )
         monkeypatch.setenv("SOPHIA_TEST_KEY", SECRET)
         at = run_page("pages/endpoints.py")
         no_exception(at)
@@ -557,7 +584,7 @@ def test_a_bad_configuration_names_the_key(env):
     assert "routing.complexity_threshold" in err.value and "configuration cannot be used" in err.value
 
 
-# --- the app's plain logic (sophia.appstate) ----------------------------------------------------
+# --- the app's plain logic (sophia.ui.appstate) ----------------------------------------------------
 
 
 def test_resolve_range():
@@ -566,7 +593,9 @@ def test_resolve_range():
     assert end == datetime(2026, 3, 1, 12, 31) and end - start == timedelta(hours=24)
     assert appstate.resolve_range("All time", now) == (None, None)
     assert appstate.resolve_range("Custom", now, (date(2026, 2, 1), date(2026, 2, 3))) == (
-        datetime(2026, 2, 1), datetime(2026, 2, 4))
+        datetime(2026, 2, 1),
+        datetime(2026, 2, 4),
+    )
     with pytest.raises(ValueError, match="before the first day"):
         appstate.resolve_range("Custom", now, (date(2026, 2, 3), date(2026, 2, 1)))
     with pytest.raises(ValueError, match="both a first and a last day"):
@@ -585,15 +614,26 @@ def test_session_config_and_prompt_messages():
         appstate.session_config(cfg, 1.5, None)
     with pytest.raises(ValueError, match=">= 0"):
         appstate.session_config(cfg, None, -1)
-    turns = [appstate.Turn("user", "a"), appstate.Turn("assistant", "", error="boom"), appstate.Turn("user", "b"),
-             appstate.Turn("assistant", "c")]
-    assert appstate.prompt_messages(turns) == [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
-                                               {"role": "assistant", "content": "c"}]
+    turns = [
+        appstate.Turn("user", "a"),
+        appstate.Turn("assistant", "", error="boom"),
+        appstate.Turn("user", "b"),
+        appstate.Turn("assistant", "c"),
+    ]
+    assert appstate.prompt_messages(turns) == [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
 
 
 def test_masked_config_never_shows_a_key():
-    cfg = config.parse(__import__("tomllib").loads(openai_toml(f"https://bob:{SECRET}@example.invalid/v1?api_key="
-                                                               f"{SECRET}", key_env="SOPHIA_TEST_KEY")), "x.toml")
+    cfg = config.parse(
+        __import__("tomllib").loads(
+            openai_toml(f"https://bob:{SECRET}@example.invalid/v1?api_key={SECRET}", key_env="SOPHIA_TEST_KEY")
+        ),
+        "x.toml",
+    )
     shown = repr(appstate.masked_config(cfg, env={"SOPHIA_TEST_KEY": SECRET}))
     assert SECRET not in shown and "set (hidden)" in shown
     shown = repr(appstate.masked_config(cfg, env={}))

@@ -50,9 +50,11 @@ def test_moving_a_slider_changes_the_figures_and_apply_creates_a_version(env):  
 
 def test_budgets_page_and_banner(env):  # noqa: F811
     text = env["config"].read_text()
-    env["config"].write_text(text.replace('sources = ["playground", "cli", "api"]',
-                                          'sources = ["playground", "cli", "api", "demo"]')
-                             .replace("amount_usd = 3000", "amount_usd = 1"))
+    env["config"].write_text(
+        text.replace(
+            'sources = ["playground", "cli", "api"]', 'sources = ["playground", "cli", "api", "demo"]'
+        ).replace("amount_usd = 3000", "amount_usd = 1")
+    )
     config.load(env["config"])
     seed(env["db"], env["config"], n=500, days=1)
     at = run_page("pages/budgets.py")
@@ -86,7 +88,7 @@ def test_budget_form_rejects_a_bad_budget(env):  # noqa: F811
 
 
 def test_money_deltas_read_as_falls():
-    from sophia import appstate
+    from sophia.ui import appstate
 
     assert appstate.usd(-0.0363) == "-$0.0363" and appstate.usd(-26.14) == "-$26.14" and appstate.usd(1234) == "$1,234"
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from sophia.backends import BackendError, Chunk, OpenAIBackend, Usage
 from sophia.config import Endpoint, FailoverSettings, Simulation
-from sophia.features import estimate_tokens, prompt_text
-from sophia.simulated import SimulatedBackend
+from sophia.routing.backends.openai import BackendError, Chunk, OpenAIBackend, Usage
+from sophia.routing.backends.simulated import SimulatedBackend
+from sophia.routing.features import estimate_tokens, prompt_text
 from tests.fakeopenai import DEFAULT_REPLY, FakeOpenAI, closed_port_url
 
 MODEL = "llama-4-scout-17b-16e-instruct"
@@ -229,8 +229,15 @@ def test_check(fake, be):
 
 
 def sim(seed=7, sleeps=None, **kw) -> SimulatedBackend:
-    ep = Endpoint(name="sim", tier="dedicated", kind="simulated", models=("m",), hourly_usd=1.0,
-                  throughput_tps=100.0, simulation=Simulation(seed=seed, **kw))
+    ep = Endpoint(
+        name="sim",
+        tier="dedicated",
+        kind="simulated",
+        models=("m",),
+        hourly_usd=1.0,
+        throughput_tps=100.0,
+        simulation=Simulation(seed=seed, **kw),
+    )
     return SimulatedBackend(ep, sleep=(sleeps.append if sleeps is not None else (lambda s: None)))
 
 
@@ -326,7 +333,8 @@ def test_simulated_slow_replies_take_slow_factor_longer():
     slow_s: list[float] = []
     sim(seed=5, sleeps=fast_s, ttft_ms=50, tpot_ms=5).complete("m", [{"role": "user", "content": "q"}], 30)
     sim(seed=5, sleeps=slow_s, ttft_ms=50, tpot_ms=5, slow_rate=1.0, slow_factor=10).complete(
-        "m", [{"role": "user", "content": "q"}], 30)
+        "m", [{"role": "user", "content": "q"}], 30
+    )
     assert slow_s[0] == pytest.approx(fast_s[0] * 10)
 
 

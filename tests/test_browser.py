@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from sophia import config, demo
-from sophia.db import Database
+from sophia import config
+from sophia.ingest import demo
+from sophia.log.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -28,8 +29,10 @@ DEMO_N = 400
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)",
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
@@ -62,10 +65,27 @@ def server(tmp_path_factory):
     env = dict(os.environ, SOPHIA_CONFIG=str(cfg_path), SOPHIA_DB=str(db_path))
     log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -95,9 +115,17 @@ def page(server):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         context = browser.new_context(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
         pg = context.new_page()
         pg.set_default_timeout(30_000)
@@ -156,8 +184,19 @@ def test_2_chat_streams_a_reply_with_its_routing_card(page, server):
     partial = sorted({n for n in lengths if n})
     assert len(partial) >= 3, f"the reply did not arrive in pieces: {partial}"  # streamed, not all at once
     text = card.inner_text()
-    for word in ("serverless", "simulated", "llama-4-scout-17b-16e-instruct", "cost-optimized", "Complexity",
-                 "Estimated cost", "Actual cost", "Tokens", "Latency", "First token", "Request id"):
+    for word in (
+        "serverless",
+        "simulated",
+        "llama-4-scout-17b-16e-instruct",
+        "cost-optimized",
+        "Complexity",
+        "Estimated cost",
+        "Actual cost",
+        "Tokens",
+        "Latency",
+        "First token",
+        "Request id",
+    ):
         assert word in text, (word, text)
     assert "[simulated llama-4-scout-17b-16e-instruct]" in reply.inner_text()
     no_exceptions(page)

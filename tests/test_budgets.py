@@ -11,10 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from sophia import alerts, budget_store, config, demo, spend
-from sophia import budgets as bmod
-from sophia.guard import BudgetGuard
-from sophia.router import ChatRequest, Router
+from sophia import config
+from sophia.budgets import alerts, spend
+from sophia.budgets import model as bmod
+from sophia.budgets import store as budget_store
+from sophia.budgets.guard import BudgetGuard
+from sophia.ingest import demo
+from sophia.routing.router import ChatRequest, Router
 from tests.conftest import DEDICATED_NAMES, make_config, read_rows
 from tests.fakeopenai import FakeOpenAI
 
@@ -46,8 +49,9 @@ def router_with(fleet, log, budgets, now=None, on_alert=None, **overrides):
     db, writer = log
     cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES], **overrides)
     r = Router(cfg, writer, sleep=lambda s: None)
-    r.guard = BudgetGuard(cfg, [budget(cfg, **b) for b in budgets], UTC,
-                          now=now or Now(datetime(2026, 5, 5, 12)), on_alert=on_alert)
+    r.guard = BudgetGuard(
+        cfg, [budget(cfg, **b) for b in budgets], UTC, now=now or Now(datetime(2026, 5, 5, 12)), on_alert=on_alert
+    )
     return r
 
 
@@ -92,8 +96,18 @@ def test_fifty_concurrent_requests_against_a_budget_for_ten(fleet, log, soft):
 
 def test_downgrade_goes_to_the_budget_model_and_soft_limit_too(fleet, log):
     db, writer = log
-    r = router_with(fleet, log, [{"scope": "model:llama-4-scout-17b-16e-instruct", "amount_usd": 1e-5,
-                                  "action": "downgrade", "soft_limit": 0.5}])
+    r = router_with(
+        fleet,
+        log,
+        [
+            {
+                "scope": "model:llama-4-scout-17b-16e-instruct",
+                "amount_usd": 1e-5,
+                "action": "downgrade",
+                "soft_limit": 0.5,
+            }
+        ],
+    )
     models = [r.chat(ChatRequest([{"role": "user", "content": "hello"}], 20, source="cli")).model for _ in range(6)]
     assert models[0] == "llama-4-scout-17b-16e-instruct"
     assert "llama3.1-8b-instruct" in models
@@ -140,8 +154,13 @@ def test_month_rolls_over_and_alerts_fire_once_per_period():
     cfg = config.load("sophia.toml")
     now = Now(datetime(2026, 1, 31, 23, 0))
     raised = []
-    g = BudgetGuard(cfg, [budget(cfg, period="month", scope="tier:serverless", amount_usd=1.0)], UTC, now=now,
-                    on_alert=lambda b, kind, start, spent: raised.append((kind, start)))
+    g = BudgetGuard(
+        cfg,
+        [budget(cfg, period="month", scope="tier:serverless", amount_usd=1.0)],
+        UTC,
+        now=now,
+        on_alert=lambda b, kind, start, spent: raised.append((kind, start)),
+    )
     res = g.admit(lambda st: _decision(cfg, st), _state(), "api", cfg)[1]
     g.settle(res, "serverless", "serverless", cfg.routing.serverless_model, 0.85, "api")
     res = g.admit(lambda st: _decision(cfg, st), _state(), "api", cfg)[1]
@@ -155,13 +174,13 @@ def test_month_rolls_over_and_alerts_fire_once_per_period():
 
 
 def _state():
-    from sophia.policy import RuntimeState
+    from sophia.routing.policy import RuntimeState
 
     return RuntimeState()
 
 
 def _decision(cfg, st):
-    from sophia import features, policy
+    from sophia.routing import features, policy
 
     f = features.extract([{"role": "user", "content": "hi"}], 10, cfg.scorer, 512)
     return policy.decide(f, cfg, st)
@@ -221,8 +240,9 @@ def test_hanging_webhook_does_not_slow_routing(fleet, log, hook):
     db, _ = log
     Hook.hang = True
     n = alerts.Notifier(db, hook, timeout_s=2.0, retries=1)
-    r = router_with(fleet, log, [{"scope": "tier:serverless", "amount_usd": 1e-7, "action": "downgrade"}],
-                    on_alert=n.raise_alert)
+    r = router_with(
+        fleet, log, [{"scope": "tier:serverless", "amount_usd": 1e-7, "action": "downgrade"}], on_alert=n.raise_alert
+    )
     t = time.monotonic()
     for _ in range(5):
         assert r.chat(ChatRequest([{"role": "user", "content": "hi"}], 10, source="api")).ok
@@ -250,20 +270,32 @@ def test_spend_export_equals_independent_aggregation(log):
         exp = sum(Decimal(repr(r[3])) for r in rows if start <= r[0] < start + timedelta(days=7))
         assert abs(Decimal(repr(float(got["metered_cost_usd"].sum()))) - exp) < Decimal("0.005")
         hours = min((now - start).total_seconds() / 3600, 168)
-        assert got["fixed_cost_usd"].sum() == pytest.approx(hourly * (168 if now >= start + timedelta(days=7)
-                                                                      else -(-hours // 1)))
+        assert got["fixed_cost_usd"].sum() == pytest.approx(
+            hourly * (168 if now >= start + timedelta(days=7) else -(-hours // 1))
+        )
         assert (got["requests"].sum()) == sum(1 for r in rows if start <= r[0] < start + timedelta(days=7))
     text = spend.to_csv(df)
-    assert text.splitlines()[0] == ("period_start,tier,model,requests,prompt_tokens,completion_tokens,"
-                                    "metered_cost_usd,fixed_cost_usd,total_cost_usd")
+    assert text.splitlines()[0] == (
+        "period_start,tier,model,requests,prompt_tokens,completion_tokens,"
+        "metered_cost_usd,fixed_cost_usd,total_cost_usd"
+    )
 
 
 def test_spend_csv_cells_are_inert(log):
     import pandas as pd
 
-    df = pd.DataFrame({"period_start": [datetime(2026, 1, 1)], "model": ["=HYPERLINK(1)"], "requests": [1],
-                       "prompt_tokens": [1], "completion_tokens": [1], "metered_cost_usd": [0.1],
-                       "fixed_cost_usd": [0.0], "total_cost_usd": [0.1]})
+    df = pd.DataFrame(
+        {
+            "period_start": [datetime(2026, 1, 1)],
+            "model": ["=HYPERLINK(1)"],
+            "requests": [1],
+            "prompt_tokens": [1],
+            "completion_tokens": [1],
+            "metered_cost_usd": [0.1],
+            "fixed_cost_usd": [0.0],
+            "total_cost_usd": [0.1],
+        }
+    )
     assert "'=HYPERLINK(1)" in spend.to_csv(df)
 
 
@@ -276,9 +308,13 @@ def test_budgets_are_versioned_and_validated(log):
         assert budget_store.resolve(cur, cfg) == (v1, bs)  # unchanged file: no new version
         v2 = budget_store.save(cur, [budget(cfg)], "cli")
         assert v2 == v1 + 1 and budget_store.resolve(cur, cfg) == (v2, [budget(cfg)])
-    for bad, needle in [({"amount_usd": -1}, "amount_usd"), ({"period": "year"}, "period"),
-                        ({"scope": "tier:gpu"}, "scope"), ({"action": "panic"}, "action"),
-                        ({"soft_limit": 1.5}, "soft_limit")]:
+    for bad, needle in [
+        ({"amount_usd": -1}, "amount_usd"),
+        ({"period": "year"}, "period"),
+        ({"scope": "tier:gpu"}, "scope"),
+        ({"action": "panic"}, "action"),
+        ({"soft_limit": 1.5}, "soft_limit"),
+    ]:
         with pytest.raises(config.ConfigError, match=needle):
             budget(cfg, **bad)
 
@@ -288,8 +324,12 @@ def test_budgets_are_versioned_and_validated(log):
 
 def _guarded(cfg, budgets, spent: dict[str, float]):
     r = Router(cfg, None, sleep=lambda s: None)
-    r.guard = BudgetGuard(cfg, [bmod.parse_budget({"period": "day", "sources": ["cli"]} | b, cfg) for b in budgets],
-                          UTC, now=Now(datetime(2026, 5, 5, 12)))
+    r.guard = BudgetGuard(
+        cfg,
+        [bmod.parse_budget({"period": "day", "sources": ["cli"]} | b, cfg) for b in budgets],
+        UTC,
+        now=Now(datetime(2026, 5, 5, 12)),
+    )
     periods = r.guard.periods()
     r.guard.load_others({n: (periods[n][0], usd) for n, usd in spent.items()})
     return r
@@ -297,8 +337,7 @@ def _guarded(cfg, budgets, spent: dict[str, float]):
 
 def test_failover_cannot_spend_where_a_budget_blocks(fleet):
     cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES])
-    r = _guarded(cfg, [{"name": "sl", "scope": "tier:serverless", "amount_usd": 0.001, "action": "block"}],
-                 {"sl": 5.0})
+    r = _guarded(cfg, [{"name": "sl", "scope": "tier:serverless", "amount_usd": 0.001, "action": "block"}], {"sl": 5.0})
     for n in DEDICATED_NAMES:
         fleet[n].mode = "http500"
     res = r.chat(ChatRequest([{"role": "user", "content": "analyze context session remember"}], 2000, source="cli"))
@@ -309,26 +348,37 @@ def test_failover_cannot_spend_where_a_budget_blocks(fleet):
 
 def test_forcing_a_model_does_not_pass_a_hard_downgrade(fleet):
     cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES])
-    r = _guarded(cfg, [{"name": "sl", "scope": "tier:serverless", "amount_usd": 0.001, "action": "downgrade"}],
-                 {"sl": 5.0})
-    res = r.chat(ChatRequest([{"role": "user", "content": "hi"}], 20, force_model=cfg.routing.premium_model,
-                             source="cli"))
+    r = _guarded(
+        cfg, [{"name": "sl", "scope": "tier:serverless", "amount_usd": 0.001, "action": "downgrade"}], {"sl": 5.0}
+    )
+    res = r.chat(
+        ChatRequest([{"role": "user", "content": "hi"}], 20, force_model=cfg.routing.premium_model, source="cli")
+    )
     assert (res.model, res.reason) == (cfg.routing.budget_model, "budget")
 
 
 def test_a_downgrade_into_a_blocked_model_is_refused(fleet):
     cfg = make_config(fleet["serverless"].base_url, [fleet[n].base_url for n in DEDICATED_NAMES])
-    r = _guarded(cfg, [{"name": "glob", "scope": "tier:serverless", "amount_usd": 0.01, "action": "downgrade"},
-                       {"name": "small", "scope": f"model:{cfg.routing.budget_model}", "amount_usd": 0.001,
-                        "action": "block"}], {"glob": 1.0, "small": 5.0})
+    r = _guarded(
+        cfg,
+        [
+            {"name": "glob", "scope": "tier:serverless", "amount_usd": 0.01, "action": "downgrade"},
+            {"name": "small", "scope": f"model:{cfg.routing.budget_model}", "amount_usd": 0.001, "action": "block"},
+        ],
+        {"glob": 1.0, "small": 5.0},
+    )
     res = r.chat(ChatRequest([{"role": "user", "content": "hello"}], 50, source="cli"))
     assert res.status == "refused" and res.metered_cost_usd == 0 and fleet["serverless"].requests == []
 
 
 def test_editing_a_budget_starts_its_ledger_again():
     cfg = config.load("sophia.toml")
-    g = BudgetGuard(cfg, [budget(cfg, scope="model:llama-4-scout-17b-16e-instruct", amount_usd=10.0)], UTC,
-                    now=Now(datetime(2026, 5, 5, 12)))
+    g = BudgetGuard(
+        cfg,
+        [budget(cfg, scope="model:llama-4-scout-17b-16e-instruct", amount_usd=10.0)],
+        UTC,
+        now=Now(datetime(2026, 5, 5, 12)),
+    )
     res = g.admit(lambda st: _decision(cfg, st), _state(), "api", cfg)[1]
     g.settle(res, "serverless", "serverless", "llama-4-scout-17b-16e-instruct", 0.5, "api")
     assert g.snapshot()[0]["metered_usd"] == 0.5

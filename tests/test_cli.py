@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sophia import cli
+from sophia.cli import commands as cli
 
 
 def run(*args, env_db=None):
@@ -89,8 +89,10 @@ def test_export_requests_and_spend(tmp_path, capsys):
     assert len(lines) == 121 and "api_key_id" not in lines[0] and lines[0].startswith('"request_id"')
     assert cli.main(["export", "spend", "--by", "day", "--group", "tier,model", "--db", db]) == 0
     text = capsys.readouterr().out.splitlines()
-    assert text[0] == ("period_start,tier,model,requests,prompt_tokens,completion_tokens,metered_cost_usd,"
-                       "fixed_cost_usd,total_cost_usd")
+    assert text[0] == (
+        "period_start,tier,model,requests,prompt_tokens,completion_tokens,metered_cost_usd,"
+        "fixed_cost_usd,total_cost_usd"
+    )
     assert sum(int(r.split(",")[3]) for r in text[1:]) == 120
     assert cli.main(["export", "spend", "--group", "colour", "--db", db]) == 1
     assert "--group 'colour' is not allowed" in capsys.readouterr().err

@@ -8,8 +8,11 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from sophia import config, demo, pricing, stats
-from sophia.db import Database
+from sophia import config
+from sophia.ingest import demo
+from sophia.log import stats
+from sophia.log.db import Database
+from sophia.money import pricing
 
 CFG = config.load("sophia.toml")
 

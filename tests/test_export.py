@@ -1,4 +1,4 @@
-"""sophia.export: the request log as CSV, batch by batch, safe to open in a spreadsheet."""
+"""sophia.log.export: the request log as CSV, batch by batch, safe to open in a spreadsheet."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ from datetime import datetime, timedelta
 import duckdb
 import pytest
 
-from sophia import analytics, config, export, migrations, schema
-from sophia.analytics import Filters
+from sophia import config
+from sophia.log import analytics, export, migrations, schema
+from sophia.log.analytics import Filters
 from tests.test_analytics import ROOT, handmade
 
-DANGEROUS = ["=1+1", "+SUM(A1:A9)", "-2+3", "@cmd", "\tTAB", "\rCR", "=HYPERLINK(\"http://x\",\"y\")"]
+DANGEROUS = ["=1+1", "+SUM(A1:A9)", "-2+3", "@cmd", "\tTAB", "\rCR", '=HYPERLINK("http://x","y")']
 HARMLESS = ["a=b", "1+1", "hello@example", " =leading space", "", "plain"]
-UNICODE = ["héllo wörld", "日本語のプロンプト", "emoji 🚀🔥", "مرحبا", "quote \" comma , newline\nend",
-           "zero\u200bwidth"]
+UNICODE = [
+    "héllo wörld",
+    "日本語のプロンプト",
+    "emoji 🚀🔥",
+    "مرحبا",
+    'quote " comma , newline\nend',
+    "zero\u200bwidth",
+]
 
 
 @pytest.fixture
@@ -26,10 +33,18 @@ def con(tmp_path):
     rows = []
     texts = DANGEROUS + HARMLESS + UNICODE
     for i, t in enumerate(texts):
-        rows.append(handmade(i, prompt_text=t, response_text=t[::-1], error=t if i % 2 else None,
-                             source="api" if i % 3 == 0 else "playground", api_key_id=f"key-{i}",
-                             keywords=["analyze", "stream"] if i == 0 else [],
-                             failover_path=["serverless", "sophia-ai-core"] if i == 1 else ["serverless"]))
+        rows.append(
+            handmade(
+                i,
+                prompt_text=t,
+                response_text=t[::-1],
+                error=t if i % 2 else None,
+                source="api" if i % 3 == 0 else "playground",
+                api_key_id=f"key-{i}",
+                keywords=["analyze", "stream"] if i == 0 else [],
+                failover_path=["serverless", "sophia-ai-core"] if i == 1 else ["serverless"],
+            )
+        )
     c.register("_r", schema.to_arrow(rows))
     c.execute("INSERT INTO requests BY NAME SELECT * FROM _r")
     c.unregister("_r")
@@ -107,8 +122,11 @@ def test_batches_give_the_same_file(con):
 def test_configured_api_keys_never_reach_the_file(con, monkeypatch):
     secret = "sk-live-abcdefghijklmnop0123"
     con.execute("UPDATE requests SET prompt_text = 'my key is ' || ? WHERE request_id = 'hand0007'", [secret])
-    src = (ROOT / "sophia.toml").read_text().replace('name = "serverless"\n', 'name = "serverless"\n'
-                                                     'api_key_env = "SOPHIA_EXPORT_TEST_KEY"\n', 1)
+    src = (
+        (ROOT / "sophia.toml")
+        .read_text()
+        .replace('name = "serverless"\n', 'name = "serverless"\napi_key_env = "SOPHIA_EXPORT_TEST_KEY"\n', 1)
+    )
     cfg = config.parse(__import__("tomllib").loads(src))
     monkeypatch.setenv("SOPHIA_EXPORT_TEST_KEY", secret)
     secrets = export.secret_values(cfg)
@@ -146,8 +164,8 @@ def test_neutralize_and_file_name():
 
 def test_large_selection_streams(tmp_path):
     """Many rows: chunks arrive batch by batch and add up to every row."""
-    from sophia import demo
-    from sophia.db import Database
+    from sophia.ingest import demo
+    from sophia.log.db import Database
 
     cfg = config.load(ROOT / "sophia.toml")
     db = Database(tmp_path / "big.duckdb")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sophia import config, importers
-from sophia.db import Database
+from sophia import config
+from sophia.ingest import importers
+from sophia.log.db import Database
 
 CFG = config.load("sophia.toml")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

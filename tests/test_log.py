@@ -13,9 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sophia import inbox, migrations
-from sophia.db import Database, DatabaseBusy
-from sophia.writer import Writer
+from sophia.log import inbox, migrations
+from sophia.log.db import Database, DatabaseBusy
+from sophia.log.writer import Writer
 from tests.logutil import WRITER_CHILD, record
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -102,7 +102,7 @@ def test_records_go_to_inbox_while_another_process_holds_the_file(tmp_path):
 
 
 def test_ingest_is_idempotent(tmp_path):
-    from sophia import schema
+    from sophia.log import schema
 
     db = Database(tmp_path / "i.duckdb")
     rows = [record(i) for i in range(50)]
@@ -200,7 +200,7 @@ def test_two_writers_and_a_reader_share_the_file(tmp_path):
 
 
 def test_a_failing_write_keeps_the_records_and_retries(tmp_path, monkeypatch):
-    from sophia import writer as writer_mod
+    from sophia.log import writer as writer_mod
 
     db = Database(tmp_path / "full.duckdb")
     w = Writer(db, 0.01)

@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sophia import config, features, policy
+from sophia import config
+from sophia.routing import features, policy
 
 CFG = config.load("sophia.toml")
 

@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sophia import config, demo, importers, replay, versions
-from sophia.db import Database
-from sophia.router import ChatRequest, Router
-from sophia.writer import Writer
+from sophia import config
+from sophia.analysis import replay
+from sophia.ingest import demo, importers
+from sophia.log import versions
+from sophia.log.db import Database
+from sophia.log.writer import Writer
+from sophia.routing.router import ChatRequest, Router
 
 CFG = config.load("sophia.toml")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from sophia import pricing
 from sophia.config import Endpoint, Simulation
-from sophia.router import ChatRequest, Router
-from sophia.simulated import SimulatedBackend
+from sophia.money import pricing
+from sophia.routing.backends.simulated import SimulatedBackend
+from sophia.routing.router import ChatRequest, Router
 from tests.conftest import DEDICATED_MODEL, DEDICATED_NAMES, make_config, read_rows
 from tests.fakeopenai import FakeOpenAI, closed_port_url
 
@@ -613,7 +613,7 @@ def test_a_stream_iterated_but_never_advanced_is_recorded(make_router, rows):
 def test_an_upstream_echoing_the_key_never_reaches_an_error():
     import httpx
 
-    from sophia import backends
+    from sophia.routing.backends import openai as backends
 
     secret = "gsk_live_0123456789abcdefSECRET"
     body = {"error": {"message": f"Invalid API Key: {secret} (also sk-other-abcdef0123456789)"}}

@@ -3,7 +3,7 @@ front of it and real OpenAI-compatible servers (tests/fakeopenai.py) behind it.
 
 The log is read after the server has stopped on SIGTERM, so every check of it also checks that
 a graceful shutdown flushed every record. Expected routing and costs are computed here from the
-fake's token counting and the configuration's prices, not by sophia.pricing.
+fake's token counting and the configuration's prices, not by sophia.money.pricing.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ import openai
 import pytest
 
 from sophia import config as config_mod
-from sophia.apikeys import KeyRing, bearer, hash_key, new_key
 from sophia.apikeys import main as apikeys_main
 from sophia.config import ConfigError
-from sophia.db import Database
-from sophia.ratelimit import RateLimiter
-from sophia.server import ApiError, ServerSettings, check_exposure, is_loopback, parse_chat, parse_settings
+from sophia.config.apikeys import KeyRing, bearer, hash_key, new_key
+from sophia.config.server import ServerSettings, parse_settings
+from sophia.log.db import Database
+from sophia.server.app import ApiError, check_exposure, is_loopback, parse_chat
+from sophia.server.ratelimit import RateLimiter
 from tests.conftest import DEDICATED_MODEL, DEDICATED_NAMES, SERVERLESS_MODELS, FakeClock, config_dict
 from tests.fakeopenai import FakeOpenAI, closed_port_url, completion_tokens_of, prompt_tokens_of
 
@@ -946,7 +947,7 @@ def test_parse_chat_accepts_what_openai_clients_send():
 
 
 def outcome(backend, model: str, stream: bool):
-    from sophia.backends import BackendError
+    from sophia.routing.backends.openai import BackendError
 
     msgs = hello()
     try:
@@ -960,8 +961,8 @@ def outcome(backend, model: str, stream: bool):
 
 
 def test_fast_transport_matches_httpx_against_every_fault():
-    from sophia.backends import OpenAIBackend
-    from sophia.transport import FastTransport
+    from sophia.routing.backends.openai import OpenAIBackend
+    from sophia.routing.backends.transport import FastTransport
     from tests.conftest import make_config
 
     with FakeOpenAI() as fake:
@@ -997,8 +998,8 @@ def test_fast_transport_matches_httpx_against_every_fault():
 
 
 def test_a_reply_with_a_lone_surrogate_is_still_recorded(tmp_path):
-    from sophia.router import ChatRequest, Router
-    from sophia.writer import Writer
+    from sophia.log.writer import Writer
+    from sophia.routing.router import ChatRequest, Router
     from tests.conftest import make_config, read_rows
 
     with FakeOpenAI(reply="broken \ud800 text") as fake:

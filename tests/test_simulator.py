@@ -13,12 +13,16 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from sophia import config, demo, importers, pricing, queueing, replay
-from sophia import fleet as fleet_mod
-from sophia import simulator as sim
-from sophia import traffic as traffic_mod
-from sophia.db import Database
-from sophia.fleet import Fleet, GPUPool
+from sophia import config
+from sophia.analysis import replay
+from sophia.ingest import demo, importers
+from sophia.log.db import Database
+from sophia.money import pricing
+from sophia.sim import fleet as fleet_mod
+from sophia.sim import queueing
+from sophia.sim import simulator as sim
+from sophia.sim import workload as traffic_mod
+from sophia.sim.fleet import Fleet, GPUPool
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "traces"
@@ -239,9 +243,11 @@ def test_scale_and_extend(bursty):
 
 def test_profiles(tmp_path):
     f = tmp_path / "profile.toml"
-    f.write_text("requests_per_day = 28800\ndays = 1\nburstiness = 0\ncompletion_tokens_median = 200\n"
-                 "weekly = [1, 1, 1, 1, 1, 1, 1]\n"
-                 'hourly = [' + ", ".join(["1"] * 24) + "]\n")
+    f.write_text(
+        "requests_per_day = 28800\ndays = 1\nburstiness = 0\ncompletion_tokens_median = 200\n"
+        "weekly = [1, 1, 1, 1, 1, 1, 1]\n"
+        "hourly = [" + ", ".join(["1"] * 24) + "]\n"
+    )
     p = traffic_mod.load_profile(f)
     w = traffic_mod.synthetic(p)
     assert abs(w.n / 28_800 - 1) < 0.03 and w.span_s == traffic_mod.DAY_S
@@ -289,8 +295,9 @@ def test_thirty_day_projection_at_one_minute(bursty):
 
 def test_optimizer_finds_the_cheapest_fleet_meeting_the_target(bursty):
     seen = []
-    opt = sim.optimize(bursty, CFG, fleet(1), "dedicated", slo_ms=400, max_gpus=8,
-                       progress=lambda frac, msg: seen.append(frac))
+    opt = sim.optimize(
+        bursty, CFG, fleet(1), "dedicated", slo_ms=400, max_gpus=8, progress=lambda frac, msg: seen.append(frac)
+    )
     brute = [n for n in range(1, 9) if sim.simulate(bursty, CFG, fleet(n), "dedicated", 400).meets_target]
     assert opt.best_gpus == brute[0]
     assert opt.best is not None and opt.best.meets_target and opt.best.gpus == brute[0]
@@ -364,8 +371,9 @@ def test_bad_inputs_raise_clear_errors(bursty):
 
 def test_serverless_rate_limit_delays_requests_over_it():
     z = np.zeros(300, dtype=np.int64)
-    w = traffic_mod.Workload(np.sort(np.random.default_rng(0).random(300) * 60), z + 100, z + 10, z + 400, z + 100,
-                             z + 64, {}, 180.0)
+    w = traffic_mod.Workload(
+        np.sort(np.random.default_rng(0).random(300) * 60), z + 100, z + 10, z + 400, z + 100, z + 64, {}, 180.0
+    )
     r = sim.simulate(w, CFG, replace(Fleet(), rate_limit_rpm=100.0), "serverless")
     delayed = r.ttft_ms - r.ttft_ms.min()
     assert sorted(set(np.round(delayed / 60_000).astype(int))) == [0, 1, 2]
@@ -402,16 +410,35 @@ def test_azure_traces_simulate_end_to_end(tmp_path, name):
 
 
 def _args(**kw) -> Namespace:
-    base = dict(source=None, profile=None, scale=1.0, gpus=None, gpu_hourly=None, throughput=None,
-                max_concurrency=None, slo_ms=500.0, policy="router", optimize=False)
+    base = dict(
+        source=None,
+        profile=None,
+        scale=1.0,
+        gpus=None,
+        gpu_hourly=None,
+        throughput=None,
+        max_concurrency=None,
+        slo_ms=500.0,
+        policy="router",
+        optimize=False,
+    )
     return Namespace(**(base | kw))
 
 
 def test_simulate_command(demo_db, tmp_path):
     db = demo_db["db"]
     data, text = sim.simulate_command(_args(gpus=2, policy="dedicated-first", scale=2.0), CFG, db)
-    for key in ("monthly_cost_usd", "fixed_cost_usd", "metered_cost_usd", "requests", "dedicated_share",
-                "overflow_share", "utilization", "p50_latency_ms", "p95_latency_ms"):
+    for key in (
+        "monthly_cost_usd",
+        "fixed_cost_usd",
+        "metered_cost_usd",
+        "requests",
+        "dedicated_share",
+        "overflow_share",
+        "utilization",
+        "p50_latency_ms",
+        "p95_latency_ms",
+    ):
         assert key in data, key
     assert data["requests"] == 2 * demo_db["traffic"].n and data["gpus"] == 2
     assert "month" in text and "GPU-hours" in text
@@ -457,8 +484,11 @@ def _page() -> AppTest:
 
 
 def _texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "success")
-                     for e in getattr(at, kind))
+    return "\n".join(
+        str(e.value)
+        for kind in ("markdown", "caption", "info", "warning", "error", "success")
+        for e in getattr(at, kind)
+    )
 
 
 def test_page_runs_with_defaults(page_env):

@@ -1,0 +1,129 @@
+"""Spend by period (day, week or month in the configured time zone) and by tier, endpoint, model.
+
+Metered spend is summed in DuckDB over the log. Fixed spend is the GPU-hours of every
+dedicated endpoint in each period (the whole period once it is over, the started hours of the
+current one), busy or idle, so a period whose GPUs served nothing still shows what they cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from sophia.budgets.model import PERIODS
+from sophia.config import Config
+from sophia.log.export import frame_csv
+from sophia.money import pricing
+
+GROUPS = ("tier", "endpoint", "model")
+COLUMNS = (
+    "period_start",
+    "tier",
+    "endpoint",
+    "model",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "metered_cost_usd",
+    "fixed_cost_usd",
+    "total_cost_usd",
+)
+
+
+def _check(by: str, groups: Sequence[str]) -> list[str]:
+    if by not in PERIODS:
+        raise ValueError(f"--by {by!r} is not allowed: expected one of {', '.join(PERIODS)}")
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        raise ValueError(f"--group {bad[0]!r} is not allowed: expected any of {', '.join(GROUPS)}")
+    return [g for g in GROUPS if g in groups]  # a fixed column order whatever the order asked
+
+
+def _next(start: datetime, by: str) -> datetime:
+    if by == "day":
+        return start + timedelta(days=1)
+    if by == "week":
+        return start + timedelta(days=7)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _fixed(e, start_local: datetime, end_local: datetime, tz: ZoneInfo, now: datetime) -> float:
+    """An endpoint's GPU-hours in a local period: all of it once over, its started hours before."""
+
+    def utc(t: datetime) -> datetime:
+        return t.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+
+    start, end = utc(start_local), utc(end_local)
+    return pricing.fixed_cost([e], start, min(max(now, start), end), whole_hours=True)
+
+
+def spend(
+    cur,
+    cfg: Config,
+    by: str = "day",
+    groups: Sequence[str] = (),
+    sources: Sequence[str] | None = None,
+    tz: str = "UTC",
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """One row per period and group: requests, tokens, metered, fixed and total USD, sorted."""
+    groups = _check(by, groups)
+    zone = ZoneInfo(tz)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    cols = ", ".join(groups)
+    where, params = "TRUE", []
+    if sources:
+        where = f"source IN ({', '.join('?' for _ in sources)})"
+        params = list(sources)
+    sel = f", {cols}" if groups else ""
+    df = cur.execute(
+        f"""SELECT date_trunc('{by}', timezone(?, timezone('UTC', ts))) AS period_start{sel},
+                   count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
+                   coalesce(sum(metered_cost_usd), 0) AS metered_cost_usd
+            FROM requests WHERE {where} GROUP BY ALL""",
+        [tz, *params],
+    ).df()
+    if df.empty:
+        return pd.DataFrame(columns=["period_start", *groups, *COLUMNS[4:]])
+    # Fixed spend: each dedicated endpoint's hours in each period, under the group it belongs to.
+    first, last = df["period_start"].min().to_pydatetime(), df["period_start"].max().to_pydatetime()
+    fixed_rows = []
+    start = first
+    while start <= last:
+        end = _next(start, by)
+        for e in cfg.tier_endpoints("dedicated"):
+            key = {"tier": "dedicated", "endpoint": e.name, "model": e.models[0]}
+            fixed_rows.append(
+                {
+                    "period_start": start,
+                    **{g: key[g] for g in groups},
+                    "fixed_cost_usd": _fixed(e, start, end, zone, now),
+                }
+            )
+        start = end
+    keys = ["period_start", *groups]
+    if fixed_rows:
+        fixed = pd.DataFrame(fixed_rows).groupby(keys, as_index=False)["fixed_cost_usd"].sum()
+        df["period_start"] = df["period_start"].astype("datetime64[us]")
+        fixed["period_start"] = fixed["period_start"].astype("datetime64[us]")
+        df = df.merge(fixed, on=keys, how="outer")
+    else:
+        df["fixed_cost_usd"] = 0.0
+    for c in ("requests", "prompt_tokens", "completion_tokens"):
+        df[c] = df[c].fillna(0).astype("int64")
+    df["metered_cost_usd"] = df["metered_cost_usd"].fillna(0.0).round(pricing.DIGITS)
+    df["fixed_cost_usd"] = df["fixed_cost_usd"].fillna(0.0).round(pricing.DIGITS)
+    df["total_cost_usd"] = (df["metered_cost_usd"] + df["fixed_cost_usd"]).round(pricing.DIGITS)
+    df = df.sort_values(keys, na_position="first").reset_index(drop=True)
+    return df[["period_start", *groups, *COLUMNS[4:]]]
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    """CSV text with ISO period starts and every text cell made inert for spreadsheets."""
+    out = df.copy()
+    out["period_start"] = pd.to_datetime(out["period_start"]).dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return frame_csv(out, float_format="%.9f")

@@ -1,0 +1,117 @@
+"""Schema migrations: an ordered list of small functions, each recorded once when applied."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from sophia.log import schema
+
+
+def m001_requests(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(schema.create_requests_sql())
+
+
+def m002_settings_versions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS settings_versions (
+             version INTEGER PRIMARY KEY,
+             created_at TIMESTAMP NOT NULL,
+             digest VARCHAR NOT NULL,
+             origin VARCHAR NOT NULL,   -- 'config' (the file) or where it was applied from
+             note VARCHAR,
+             settings JSON NOT NULL
+           )"""
+    )
+
+
+def m003_imports(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS imports (
+             import_id VARCHAR PRIMARY KEY,  -- the file's SHA-256 and format: a second import adds nothing
+             path VARCHAR NOT NULL,
+             format VARCHAR NOT NULL,
+             source VARCHAR NOT NULL,
+             imported_at TIMESTAMP NOT NULL,
+             rows_imported BIGINT NOT NULL,
+             rows_skipped BIGINT NOT NULL
+           )"""
+    )
+
+
+def m004_request_labels(con: duckdb.DuckDBPyConnection) -> None:
+    # Per-model correctness (and real output length) of labelled evaluation prompts.
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS request_labels (
+             request_id VARCHAR NOT NULL,
+             model VARCHAR NOT NULL,
+             correct BOOLEAN NOT NULL,
+             completion_tokens INTEGER
+           )"""
+    )
+
+
+def m005_request_instance(con: duckdb.DuckDBPyConnection) -> None:
+    # The process that routed a request, so a process can tell its own spend from others'.
+    con.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS instance VARCHAR")
+
+
+def m006_alerts(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS alerts (
+             budget VARCHAR NOT NULL,
+             kind VARCHAR NOT NULL,          -- soft | hard | forecast
+             period_start TIMESTAMP NOT NULL,
+             created_at TIMESTAMP NOT NULL,
+             spent_usd DOUBLE NOT NULL,
+             amount_usd DOUBLE NOT NULL,
+             message VARCHAR NOT NULL,
+             delivered BOOLEAN,              -- webhook outcome; NULL when there is no webhook
+             PRIMARY KEY (budget, kind, period_start)
+           )"""
+    )
+
+
+def m007_budget_versions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS budget_versions (
+             version INTEGER PRIMARY KEY,
+             created_at TIMESTAMP NOT NULL,
+             digest VARCHAR NOT NULL,
+             origin VARCHAR NOT NULL,
+             note VARCHAR,
+             budgets JSON NOT NULL
+           )"""
+    )
+
+
+MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
+    m001_requests,
+    m002_settings_versions,
+    m003_imports,
+    m004_request_labels,
+    m005_request_instance,
+    m006_alerts,
+    m007_budget_versions,
+]
+
+
+def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations this database lacks, each in its own transaction."""
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fn(con)
+            con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [fn.__name__])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(fn.__name__)
+    return applied

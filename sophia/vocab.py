@@ -1,0 +1,67 @@
+"""The product's words: tiers, reasons, statuses, sources, budget actions and periods.
+
+Each is a `StrEnum`, so a member is the string itself: it compares equal to the word stored in
+the log and the configuration, and goes into SQL, JSON and Arrow unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Tier(StrEnum):
+    SERVERLESS = "serverless"
+    DEDICATED = "dedicated"
+
+
+class Reason(StrEnum):
+    # decided by the policy from the request alone (replay reproduces these)
+    COST_OPTIMIZED = "cost-optimized"
+    HIGH_COMPLEXITY = "high-complexity"
+    COST_OPTIMIZATION = "cost-optimization"
+    # known only to live routing
+    FAILOVER = "failover"
+    BUDGET = "budget"
+    FORCED = "forced"
+    CACHE = "cache"
+
+
+# Order matters: the policy's reason code indexes this tuple.
+POLICY_REASONS = (Reason.COST_OPTIMIZED, Reason.HIGH_COMPLEXITY, Reason.COST_OPTIMIZATION)
+RUNTIME_REASONS = (Reason.FAILOVER, Reason.BUDGET, Reason.FORCED, Reason.CACHE)
+
+
+class Status(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+
+
+class Source(StrEnum):
+    PLAYGROUND = "playground"
+    CLI = "cli"
+    API = "api"
+    IMPORT = "import"
+    DEMO = "demo"
+
+
+# Live traffic: what budgets count by default.
+LIVE_SOURCES = (Source.PLAYGROUND, Source.CLI, Source.API)
+
+
+class BudgetAction(StrEnum):
+    DOWNGRADE = "downgrade"
+    DEDICATED_ONLY = "dedicated-only"
+    BLOCK = "block"
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+def words(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The plain words of an enum, in order (for choices, messages and SQL lists)."""
+    return tuple(m.value for m in enum)
