@@ -22,9 +22,10 @@ run: setup
 demo: setup
 	$(BIN)/sophia demo
 
+# Every test (browser and slow included) on every core; pytest -m 'not slow' for a quick run.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 lint: setup
 	$(BIN)/ruff check .

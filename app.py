@@ -6,6 +6,7 @@ import streamlit as st
 
 from pages import common
 from sophia.config import ConfigError
+from sophia.config.diagnostics import setup_logging
 from sophia.log.db import DatabaseBusy, DatabaseError
 
 st.set_page_config(
@@ -33,6 +34,7 @@ page = st.navigation(pages)
 
 notice = st.container()
 try:
+    setup_logging()  # idempotent: the script reruns on every interaction
     common.runtime()
     common.sidebar_info()
     common.alert_banner()

@@ -48,7 +48,8 @@ def fast_config(path: Path) -> None:
 
 BUILD = """
 import sys
-from sophia import config, demo
+from sophia import config
+from sophia.ingest import demo
 from sophia.log.db import Database
 cfg_path, db_path, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cfg = config.load(cfg_path)
@@ -215,7 +216,7 @@ def run(tmp: Path) -> int:
 
     from pages import common
     from sophia.log import export
-    from sophia.log.analytics import Filters
+    from sophia.log.filters import Filters
     from sophia.ui import appstate
 
     rt = common._runtime(*common.paths())

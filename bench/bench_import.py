@@ -22,7 +22,8 @@ AZURE = ROOT.parent / "shared" / "data" / "traces" / "azure_llm_2023_conv.csv"
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from sophia import config, importers
+from sophia import config
+from sophia.ingest import importers
 from sophia.log.db import Database
 import duckdb
 cfg = config.load({cfg!r})

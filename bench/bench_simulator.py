@@ -21,12 +21,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from sophia import config
+from sophia import config, sim
 from sophia.analysis import replay
 from sophia.ingest import importers
 from sophia.log.db import Database
 from sophia.sim import fleet
-from sophia.sim import simulator as sim
 from sophia.sim import workload as traffic
 
 CFG = config.load(ROOT / "sophia.toml")

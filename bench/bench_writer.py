@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sophia.log.db import Database
 from sophia.log.writer import Writer
-from tests.logutil import record
+from tests.helpers import record
 
 N = 200_000
 

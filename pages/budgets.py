@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -13,7 +11,8 @@ from sophia.budgets import alerts, spend
 from sophia.budgets import model as bmod
 from sophia.budgets import store as budget_store
 from sophia.config import ConfigError
-from sophia.ui import appstate
+from sophia.ui import appstate, charts
+from sophia.vocab import LIVE_SOURCES, BudgetAction, Period, Source, Tier, words
 
 common.require_shell()
 rt = common.runtime()
@@ -38,40 +37,8 @@ def _forecast_chart(s: dict, f: bmod.Forecast | None) -> go.Figure:
     start, end, now = s["period_start"], s["period_end"], rt.guard.now()
     with rt.reader() as cur:
         hourly = budget_store.hourly_metered(cur, b, start, min(now, end))
-    fixed = bmod.fixed_hourly(b, rt.cfg)
-    hours = [start + timedelta(hours=i + 1) for i in range(len(hourly))]
-    cum, total = [], 0.0
-    for i, h in enumerate(hourly):
-        total += h + fixed
-        cum.append(total if i < len(hourly) - 1 else max(total, s["spent_usd"]))
-    fig = go.Figure()
-    fig.add_scatter(x=[start, *hours], y=[0.0, *cum], name="spent", line={"color": "#4F46E5", "width": 3})
-    if f is not None and now < end:
-        fig.add_scatter(
-            x=[now, end, end, now],
-            y=[s["spent_usd"], f.projected_high_usd, f.projected_low_usd, s["spent_usd"]],
-            fill="toself",
-            fillcolor="rgba(245,158,11,0.15)",
-            line={"width": 0},
-            name="forecast range",
-            hoverinfo="skip",
-        )
-        fig.add_scatter(
-            x=[now, end],
-            y=[s["spent_usd"], f.projected_usd],
-            name="forecast",
-            line={"color": "#F59E0B", "dash": "dash"},
-        )
-    fig.add_hline(y=b.amount_usd, line={"color": "#EF4444"}, annotation_text="limit")
-    fig.add_hline(
-        y=b.amount_usd * b.soft_limit,
-        line={"color": "#F59E0B", "dash": "dot"},
-        annotation_text=f"soft limit {b.soft_limit:.0%}",
-    )
-    fig.update_layout(
-        height=280, margin={"t": 10, "b": 10}, yaxis_tickprefix="$", showlegend=False, xaxis_range=[start, end]
-    )
-    return fig
+    cum = charts.cumulative_spend(hourly, bmod.fixed_hourly(b, rt.cfg), s["spent_usd"])
+    return charts.budget_forecast((start, end), now, cum, s["spent_usd"], (b.amount_usd, b.soft_limit), f)
 
 
 # --- each budget --------------------------------------------------------------------------
@@ -148,7 +115,7 @@ else:
 
 st.subheader("Set a budget")
 scopes = (
-    ["global", "tier:serverless", "tier:dedicated"]
+    ["global", *(f"tier:{t}" for t in Tier)]
     + [f"endpoint:{e.name}" for e in rt.cfg.endpoints]
     + [f"model:{m}" for m in sorted({m for e in rt.cfg.endpoints for m in e.models})]
 )
@@ -159,15 +126,17 @@ with st.form("bud_form", border=True):
         "Name", placeholder="e.g. monthly-total", max_chars=80, help="An existing name replaces that budget."
     )
     scope = c[1].selectbox("Scope", scopes)
-    period = c[2].selectbox("Period", bmod.PERIODS, index=2)
+    period = c[2].selectbox("Period", words(Period), index=2)
     c = st.columns(4)
     amount = c[0].number_input("Amount (USD)", min_value=0.0, value=100.0, step=10.0)
     soft = c[1].slider("Soft limit", 0.05, 1.0, 0.8, 0.05, help="Past it, serverless requests use the budget model.")
     action = c[2].selectbox(
-        "At the limit", bmod.ACTIONS, help="downgrade: budget model · dedicated-only: no metered spend · block: refuse"
+        "At the limit",
+        words(BudgetAction),
+        help="downgrade: budget model · dedicated-only: no metered spend · block: refuse",
     )
     sources = c[3].multiselect(
-        "Counts traffic from", ["playground", "cli", "api", "demo"], default=list(bmod.LIVE_SOURCES)
+        "Counts traffic from", [s for s in words(Source) if s != Source.IMPORT], default=[s.value for s in LIVE_SOURCES]
     )
     note = st.text_input("Note", placeholder="why", max_chars=200)
     save = st.form_submit_button("Save budget", type="primary", icon=":material/save:")
@@ -210,7 +179,7 @@ if version[0] == 0:
     st.caption("The log is empty: spend tables appear once requests are routed.")
     st.stop()
 t1, t2, t3 = st.columns([1, 2, 2])
-by = t1.selectbox("By", bmod.PERIODS, key="bud_by")
+by = t1.selectbox("By", words(Period), key="bud_by")
 groups = t2.multiselect("Split by", spend.GROUPS, default=["tier"], key="bud_groups")
 srcs = t3.multiselect(
     "Sources", common.cached("facets", version)["source"], key="bud_sources", placeholder="All sources"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common
+from sophia.routing import views
 from sophia.routing.features import RequestError
-from sophia.routing.router import ChatRequest
-from sophia.ui import appstate
+from sophia.routing.result import ChatRequest
+from sophia.ui import appstate, cards
 from sophia.ui.appstate import Turn
+from sophia.vocab import Source, Status, Tier, words
 
 common.require_shell()
 rt = common.runtime()
@@ -41,7 +43,7 @@ with st.sidebar:
     st.markdown("**Routing for this session**")
     tier = st.selectbox(
         "Tier",
-        [AUTO, "serverless", "dedicated"],
+        [AUTO, *words(Tier)],
         key="pg_tier",
         help="Auto lets the policy decide; a forced tier is logged with reason 'forced'.",
     )
@@ -114,7 +116,7 @@ def routing_card(card: dict, i: int) -> None:
             st.badge(
                 card["tier"] or "no tier",
                 icon=":material/alt_route:",
-                color="violet" if card["tier"] == "dedicated" else "blue",
+                color="violet" if card["tier"] == Tier.DEDICATED else "blue",
             )
             st.badge(card["endpoint"] or "—", icon=":material/dns:", color="gray")
             if card["simulated"]:
@@ -128,27 +130,11 @@ def routing_card(card: dict, i: int) -> None:
             st.badge(
                 card["reason"] or "—",
                 icon=":material/rule:",
-                color="red" if card["status"] != "ok" else "green",
+                color="red" if card["status"] != Status.OK else "green",
                 help=f"The policy alone said '{card['policy_reason']}'." if card["policy_reason"] else None,
             )
-        tokens = f"{card['prompt_tokens']:,} + {card['completion_tokens']:,}"
-        if card["usage_estimated"]:
-            tokens += " (estimated)"
-        complexity_v = "—" if card["complexity"] is None else f"{card['complexity']:.2f}"
-        st.markdown(
-            "| Complexity | Estimated cost | Actual cost | Tokens (in + out) | Latency | First token |\n"
-            "|---|---|---|---|---|---|\n"
-            f"| {complexity_v} | {appstate.usd(card['estimated_cost_usd'])} | {appstate.usd(card['cost_usd'])} "
-            f"| {tokens} | {appstate.ms(card['latency_ms'])} | {appstate.ms(card['ttft_ms'])} |"
-        )
-        kind = "GPU-time share" if card["amortized_cost_usd"] else "metered"
-        lines = [f"**Score:** {appstate.breakdown_text(card['breakdown'])}", f"**Cost basis:** {kind}"]
-        if card["failed_over"]:
-            lines.append("**Failover path:** " + " → ".join(card["path"]))
-        if card["cached"]:
-            lines.append("**Served from the response cache**")
-        lines.append(f"**Request id:** `{card['request_id']}`")
-        st.caption(" · ".join(lines))
+        st.markdown(cards.routing_table(card))
+        st.caption(cards.routing_caption(card))
 
 
 # --- the conversation --------------------------------------------------------------------
@@ -158,22 +144,8 @@ common.page_header(
     "Every reply is routed by the policy, streamed, costed and recorded in the log (source 'playground').",
 )
 if changed:
-    st.info(
-        "Session settings differ from the configuration: "
-        + ", ".join(
-            x
-            for x in (
-                f"tier forced to {tier}" if tier != AUTO else "",
-                f"model forced to {model}" if model != AUTO else "",
-                f"max_tokens {max_tokens}" if max_tokens is not None else "",
-                f"complexity threshold {complexity:.2f}" if complexity != cfg.routing.complexity_threshold else "",
-                f"cost threshold ${cost:.4f}" if cost != cfg.routing.cost_threshold_usd else "",
-            )
-            if x
-        )
-        + ".",
-        icon=":material/tune:",
-    )
+    defaults = (cfg.routing.complexity_threshold, cfg.routing.cost_threshold_usd)
+    st.info(cards.session_note(defaults, AUTO, tier, model, max_tokens, (complexity, cost)), icon=":material/tune:")
 
 for i, t in enumerate(turns):
     with st.chat_message(t.role):
@@ -214,7 +186,7 @@ if prompt:
         max_tokens=int(max_tokens) if max_tokens is not None else None,
         force_tier=tier if tier != AUTO else None,
         force_model=model if model != AUTO else None,
-        source="playground",
+        source=Source.PLAYGROUND,
     )
     with st.chat_message("assistant"):
         try:
@@ -226,7 +198,7 @@ if prompt:
         else:
             text = st.write_stream(handle)
             res = handle.result
-            card = appstate.routing_card(res, session_cfg)
+            card = views.routing_card(res, session_cfg)
             reply = text if isinstance(text, str) else "".join(map(str, text or []))
             error = None if res.ok else (res.error or res.status)
             if error:

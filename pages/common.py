@@ -1,7 +1,7 @@
 """What every page shares: the process's runtime, cached reads, filters, empty and busy states.
 
 Not a page itself (app.py lists the pages). Layout only: the figures come from
-`sophia.log.analytics` and `sophia.ui.appstate`.
+`sophia.log.analytics` and `sophia.ui` (appstate, metrics, charts).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import runpy
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +26,10 @@ from sophia.log.db import default_path as default_db_path
 from sophia.routing.router import make_backends
 from sophia.runtime import Runtime
 from sophia.ui import appstate
+from sophia.ui.metrics import Metric
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 DB_WAIT_S = 10.0  # how long a page waits for a database another process holds
-TIER_COLORS = {"serverless": "#4F46E5", "dedicated": "#0EA5A4"}
-PALETTE = ["#4F46E5", "#0EA5A4", "#F59E0B", "#EC4899", "#10B981", "#8B5CF6", "#EF4444", "#64748B"]
 
 
 _shell = threading.local()
@@ -129,6 +128,15 @@ def version() -> tuple[int, str]:
     return read(analytics.data_version)
 
 
+def logged_version(where: str) -> tuple[int, str]:
+    """The data version of a log with records; an empty log shows its empty state and stops the page."""
+    v = version()
+    if v[0] == 0:
+        empty_state(where)
+        st.stop()
+    return v
+
+
 @st.cache_data(max_entries=256, show_spinner=False, ttl=3600)
 def _cached(name: str, where: tuple[str, str], data_version: tuple[int, str], args: tuple):
     rt = _runtime(*where)
@@ -164,6 +172,22 @@ QUERIES: dict[str, Callable] = {
 def page_header(title: str, caption: str) -> None:
     st.title(title)
     st.caption(caption)
+
+
+def metric_rows(rows: Sequence[Sequence[Metric]], height: str = "content") -> None:
+    """Rows of bordered metric cards, one column per card."""
+    for row in rows:
+        for col, m in zip(st.columns(len(row)), row, strict=True):
+            col.metric(
+                m.label,
+                m.value,
+                delta=m.delta,
+                delta_color=m.delta_color,
+                delta_arrow=m.delta_arrow,
+                help=m.help,
+                border=True,
+                height=height,
+            )
 
 
 def time_range(key: str, default: str = appstate.DEFAULT_RANGE) -> tuple[datetime | None, datetime | None]:
@@ -309,18 +333,6 @@ def simulated_label(name: str | None, cfg) -> str:
         return f"{name} (simulated)" if cfg.endpoint(name).simulated else name
     except KeyError:
         return name
-
-
-def color_map(values) -> dict[str, str]:
-    """A stable color per value: the tiers keep theirs, other values take unused palette colors."""
-    out = dict(TIER_COLORS)
-    free = [c for c in PALETTE if c not in out.values()]
-    i = 0
-    for v in values:
-        if v not in out:
-            out[v] = free[i % len(free)]
-            i += 1
-    return out
 
 
 def filters_key(f: object) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
-from sophia.ui import appstate
+from sophia.ui import appstate, charts
+from sophia.vocab import Tier
 
 common.require_shell()
 rt = common.runtime()
@@ -34,7 +34,7 @@ def endpoint_card(e, s, h: dict) -> None:
         if h.get("cooldown_remaining_s"):
             label += f" · {h['cooldown_remaining_s']:.0f} s left"
         st.badge(label, color=STATE_COLOR.get(state, "gray"), icon=":material/favorite:")
-        st.badge(e.tier, color="violet" if e.tier == "dedicated" else "blue")
+        st.badge(e.tier, color="violet" if e.tier == Tier.DEDICATED else "blue")
         if e.simulated:
             st.badge("simulated", icon=":material/science:", color="orange")
     a, b, c = st.columns(3)
@@ -50,7 +50,9 @@ def endpoint_card(e, s, h: dict) -> None:
         help=f"95th percentile latency of requests it served (p50 {appstate.ms(s['p50_ms'])}, "
         f"first token p50 {appstate.ms(s['ttft_p50_ms'])}).",
     )
-    price = f"{appstate.usd(e.hourly_usd)}/h, {e.throughput_tps:,.0f} tok/s" if e.tier == "dedicated" else "per token"
+    price = (
+        f"{appstate.usd(e.hourly_usd)}/h, {e.throughput_tps:,.0f} tok/s" if e.tier == Tier.DEDICATED else "per token"
+    )
     where = "built-in simulation" if e.simulated else appstate.mask_url(e.base_url)
     st.caption(f"{', '.join(e.models)}  \n{where} · {price}")
     if pd.notna(s["last_ts"]):
@@ -111,23 +113,7 @@ def health_panel() -> None:
         st.info(f"No successful request in the {window.lower()}: widen the window.", icon=":material/info:")
         return
     st.subheader("Recent latency (p95)")
-    fig = go.Figure()
-    colors = common.color_map([e.name for e in cfg.endpoints])
-    for name, part in lat.groupby("endpoint", sort=False):
-        fig.add_scatter(
-            x=part["bucket"],
-            y=part["p95_ms"],
-            name=common.simulated_label(name, cfg),
-            mode="lines",
-            line={"color": colors.get(name)},
-        )
-    fig.update_layout(
-        height=320,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        hovermode="x unified",
-        yaxis={"title": "p95 latency (ms)", "rangemode": "tozero"},
-        legend={"orientation": "h", "y": -0.2},
-    )
+    fig = charts.endpoint_latency(lat, [e.name for e in cfg.endpoints], lambda n: common.simulated_label(n, cfg))
     st.plotly_chart(fig, key="ep_latency")
     st.caption(f"One point per {grain} (UTC).")
 

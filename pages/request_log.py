@@ -10,7 +10,7 @@ import streamlit as st
 from pages import common
 from sophia.log import analytics, export
 from sophia.log.analytics import FACETS, FilterError, Filters
-from sophia.ui import appstate
+from sophia.ui import appstate, cards
 
 common.require_shell()
 rt = common.runtime()
@@ -20,10 +20,7 @@ common.page_header(
     "Every routed request, newest first: filter, open one to see its whole record, export the selection as CSV.",
 )
 
-version = common.version()
-if version[0] == 0:
-    common.empty_state("log")
-    st.stop()
+version = common.logged_version("log")
 
 facets = common.cached("facets", version)
 
@@ -156,37 +153,11 @@ if rid:
                 f"{rec['ts']:%Y-%m-%d %H:%M:%S} UTC · source {rec['source']} · "
                 f"policy version {rec['policy_version'] if rec['policy_version'] is not None else '—'}"
             )
-            a, b, c = st.columns(3)
-            with a:
-                st.markdown("**Decision inputs**")
-                st.markdown(
-                    f"- prompt: {rec['prompt_chars']:,} characters (≈ {rec['est_prompt_tokens']:,} tokens)\n"
-                    f"- max_tokens: {rec['max_tokens']:,}\n"
-                    f"- messages: {rec['n_messages']}\n"
-                    f"- keywords: {', '.join(rec['keywords'] or []) or 'none'}"
-                )
-            with b:
-                st.markdown("**Decision**")
-                sim = " (simulated)" if rec["simulated"] else ""
-                st.markdown(
-                    f"- {rec['tier']} · {rec['endpoint']}{sim} · {rec['model']}\n"
-                    f"- reason: {rec['reason']} (policy: {rec['policy_reason']})\n"
-                    f"- complexity: {rec['complexity']:.2f}\n"
-                    f"- score: {appstate.breakdown_text(rec['breakdown'] or {})}\n"
-                    f"- estimated serverless cost: {appstate.usd(rec['estimated_cost_usd'])}"
-                )
-            with c:
-                st.markdown("**Outcome**")
-                est = " (estimated)" if rec["usage_estimated"] else ""
-                st.markdown(
-                    f"- status: **{rec['status']}**" + (f" ({rec['error_kind']})" if rec["error_kind"] else "") + "\n"
-                    f"- attempts: {rec['attempts']} · path: {' → '.join(rec['failover_path'] or []) or '—'}\n"
-                    f"- tokens: {rec['prompt_tokens']:,} + {rec['completion_tokens']:,}{est}\n"
-                    f"- cost: {appstate.usd(rec['cost_usd'])} (metered {appstate.usd(rec['metered_cost_usd'])}, "
-                    f"GPU share {appstate.usd(rec['amortized_cost_usd'])})\n"
-                    f"- latency: {appstate.ms(rec['latency_ms'])} · first token {appstate.ms(rec['ttft_ms'])}\n"
-                    f"- streamed: {'yes' if rec['streamed'] else 'no'} · cached: {'yes' if rec['cached'] else 'no'}"
-                )
+            for col, title, text in zip(
+                st.columns(3), ("Decision inputs", "Decision", "Outcome"), cards.record_sections(rec), strict=True
+            ):
+                col.markdown(f"**{title}**")
+                col.markdown(text)
             if rec["error"]:
                 st.error(rec["error"], icon=":material/error:")
             if rec["prompt_text"] is not None or rec["response_text"] is not None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
 from sophia.analysis import replay, tuning
 from sophia.log import analytics, versions
-from sophia.routing import policy
-from sophia.ui import appstate
+from sophia.ui import charts, metrics
+from sophia.vocab import Tier
 
 common.require_shell()
 rt = common.runtime()
@@ -20,10 +18,7 @@ common.page_header(
     "settings you move. Nothing is called and nothing is recorded until you apply a new policy version.",
 )
 
-version = common.version()
-if version[0] == 0:
-    common.empty_state("tuning")
-    st.stop()
+version = common.logged_version("tuning")
 
 # --- which traffic ------------------------------------------------------------------------
 
@@ -80,12 +75,18 @@ if label_models:
         )
         a, b = st.columns(2)
         sl = a.selectbox(
-            "Serverless tier answers like", label_models, index=label_models.index(default["serverless"]), key="tn_weak"
+            "Serverless tier answers like",
+            label_models,
+            index=label_models.index(default[Tier.SERVERLESS]),
+            key="tn_weak",
         )
         dd = b.selectbox(
-            "Dedicated tier answers like", label_models, index=label_models.index(default["dedicated"]), key="tn_strong"
+            "Dedicated tier answers like",
+            label_models,
+            index=label_models.index(default[Tier.DEDICATED]),
+            key="tn_strong",
         )
-        tiers = {"serverless": sl, "dedicated": dd}
+        tiers = {Tier.SERVERLESS: sl, Tier.DEDICATED: dd}
         if sl == dd:
             st.warning("Both tiers stand for the same model: quality cannot change with the split.")
 
@@ -173,161 +174,17 @@ def tuner() -> None:
     sw = _sweep(traffic_key, new_key, cost, t, proposed_cfg, tier_key, p_new)
 
     with right:
-        a, b = c.current, c.proposed
-
-        def delta(x: float, fmt) -> str | None:
-            return fmt(x) if abs(x) > 1e-12 else None
-
-        m = st.columns(3)
-        m[0].metric(
-            "To dedicated GPUs",
-            appstate.pct(b.dedicated_share),
-            border=True,
-            delta=delta(100 * (b.dedicated_share - a.dedicated_share), lambda x: f"{x:+.1f} pts"),
-            delta_color="off",
-            help="Share of the requests the proposed policy sends to dedicated GPUs.",
-        )
-        m[1].metric(
-            "Metered spend",
-            appstate.usd(b.metered_cost_usd),
-            border=True,
-            delta=delta(b.metered_cost_usd - a.metered_cost_usd, appstate.usd),
-            delta_color="inverse",
-            help="Serverless tokens at catalog prices, over the selection.",
-        )
-        m[2].metric(
-            "Per month",
-            appstate.usd(c.monthly_proposed),
-            border=True,
-            delta=delta(c.monthly_proposed - c.monthly_current, appstate.usd),
-            delta_color="inverse",
-            help="Metered spend plus every GPU-hour of the fleet, scaled to 30 days.",
-        )
-        n = st.columns(3)
-        if b.quality is not None:
-            n[0].metric(
-                "Quality",
-                appstate.pct(b.quality),
-                border=True,
-                delta=delta(100 * (b.quality - a.quality), lambda x: f"{x:+.1f} pts"),
-                help=f"Share of the {b.labelled:,} labelled requests answered correctly by the model "
-                "standing for the tier each goes to.",
-            )
-        else:
-            n[0].metric(
-                "Quality",
-                "no labels",
-                border=True,
-                help="Import a labelled set (`sophia import FILE --format labels`) to see quality.",
-            )
-        n[1].metric(
-            "Decisions changed",
-            f"{c.changed:,}",
-            border=True,
-            delta=f"{c.to_dedicated:,} to GPUs · {c.to_serverless:,} to serverless" if c.changed else None,
-            delta_color="off",
-            help="Requests whose tier differs from the current policy's decision.",
-        )
-        n[2].metric(
-            "GPU time used",
-            appstate.usd(b.amortized_cost_usd),
-            border=True,
-            help=f"Dedicated requests' share of GPU time at the endpoints' throughput; the GPU-hours over "
-            f"the selection's span are {appstate.usd(b.fixed_cost_usd)}, busy or idle.",
-        )
+        b = c.proposed
+        common.metric_rows(metrics.tuning(c))
         lat = " · ".join(f"{k} p50 {v['p50']:,.0f} / p95 {v['p95']:,.0f} ms" for k, v in b.latency_ms.items())
         st.caption(
             f"Estimated latency: {lat}. Against the log: {b.changed_decisions:,} decisions differ "
             f"({b.runtime_only:,} runtime-only ones — failover, budget, forced, cache — not compared)."
         )
-        st.plotly_chart(_curve(sw, a, b, t, tiers), width="stretch", key="tn_curve")
+        st.plotly_chart(charts.tuning_curve(sw, c.current, b, t, tiers, rt.cfg), width="stretch", key="tn_curve")
 
     _knobs(sw, t)
     _apply(proposed_cfg, c)
-
-
-def _curve(sw, a: replay.ReplayResult, b: replay.ReplayResult, t: replay.Traffic, tiers: dict) -> go.Figure:
-    fig = go.Figure()
-    labelled = bool(tiers) and t.labelled.any() and tiers["serverless"] != tiers["dedicated"]
-    if labelled:
-        cv = replay.curve(t, sw, tiers)
-        fig.add_scatter(
-            x=cv.random["share"],
-            y=cv.random["quality"],
-            name=f"random (APGR {cv.random_apgr:.2f})",
-            line={"dash": "dot", "color": "#94A3B8"},
-        )
-        fig.add_scatter(
-            x=cv.oracle["share"],
-            y=cv.oracle["quality"],
-            name=f"oracle (APGR {cv.oracle_apgr:.2f})",
-            line={"dash": "dash", "color": "#10B981"},
-        )
-        fig.add_scatter(
-            x=sw["labelled_share"],
-            y=sw["quality"],
-            name=f"policy sweep (APGR {cv.apgr:.2f})",
-            mode="lines+markers",
-            line={"color": "#4F46E5"},
-            marker={"size": 4},
-            customdata=sw["threshold"],
-            hovertemplate="threshold %{customdata:.2f}<br>share %{x:.1%}<br>quality %{y:.1%}<extra></extra>",
-        )
-        fig.add_scatter(
-            x=[0, 1],
-            y=[cv.weak, cv.strong],
-            mode="markers+text",
-            name="one tier only",
-            text=["all serverless", "all dedicated"],
-            textposition=["top right", "bottom left"],
-            marker={"size": 9, "color": "#0F172A"},
-        )
-        ys = (a.quality, b.quality)
-        xs = (_labelled_share(a, t), _labelled_share(b, t))
-        fig.update_layout(
-            yaxis_title="quality (share correct)",
-            yaxis_tickformat=".0%",
-            xaxis_title="share of the labelled requests sent to dedicated GPUs",
-        )
-    else:
-        monthly = sw["metered_cost_usd"].map(lambda v: replay.monthly(v, t))
-        fig.add_scatter(
-            x=sw["dedicated_share"],
-            y=monthly,
-            name="policy sweep",
-            mode="lines+markers",
-            line={"color": "#4F46E5"},
-            marker={"size": 4},
-            customdata=sw["threshold"],
-            hovertemplate="threshold %{customdata:.2f}<br>share %{x:.1%}<br>$%{y:,.2f}/month<extra></extra>",
-        )
-        ys = (replay.monthly(a.metered_cost_usd, t), replay.monthly(b.metered_cost_usd, t))
-        xs = (a.dedicated_share, b.dedicated_share)
-        fig.update_layout(
-            yaxis_title="metered spend, USD a month", yaxis_tickprefix="$", xaxis_title="share sent to dedicated GPUs"
-        )
-    fig.add_scatter(
-        x=[xs[0]],
-        y=[ys[0]],
-        name="current",
-        mode="markers",
-        marker={"size": 14, "color": "#64748B", "symbol": "circle-open", "line": {"width": 3}},
-    )
-    fig.add_scatter(
-        x=[xs[1]],
-        y=[ys[1]],
-        name="proposed",
-        mode="markers",
-        marker={"size": 14, "color": "#F59E0B", "symbol": "star"},
-    )
-    fig.update_layout(
-        xaxis_tickformat=".0%",
-        height=380,
-        margin={"t": 30, "b": 10},
-        legend={"orientation": "h", "y": -0.25},
-        title="Across complexity thresholds 0.00 … 1.00 (proposed weights)",
-    )
-    return fig
 
 
 def _goal(kind: str, sw, t: replay.Traffic) -> None:
@@ -347,11 +204,6 @@ def _goal(kind: str, sw, t: replay.Traffic) -> None:
     else:
         st.session_state["tn_cx"] = th
         st.session_state.pop("tn_goal_msg", None)
-
-
-def _labelled_share(r: replay.ReplayResult, t: replay.Traffic) -> float:
-    ded = np.isin(r.code, [k for k, tg in enumerate(policy.targets(rt.cfg)) if tg[0] == policy.DEDICATED])
-    return float((ded & t.labelled).sum() / max(t.labelled.sum(), 1))
 
 
 def _knobs(sw, t: replay.Traffic) -> None:

@@ -1,6 +1,6 @@
 """Mint an API key for `sophia serve`: shown once, stored only as its SHA-256 hash.
 
-    python -m sophia.apikeys team-a      # prints a new key and the line for sophia.toml
+python -m sophia.apikeys team-a      # prints a new key and the line for sophia.toml
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +19,10 @@ from sophia.config import Config
 from sophia.log import versions
 from sophia.log.db import Database, DatabaseBusy, DatabaseError
 from sophia.log.writer import Writer
-from sophia.routing.backends.openai import Backend
+from sophia.routing.backends.base import Backend
 from sophia.routing.router import Router, make_backends
+
+logger = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -110,12 +112,11 @@ class Runtime:
 
     def refresh_budgets(self) -> bool:
         with self.db.cursor() as cur:
-            latest = budget_store.latest_version(cur)
-            if latest == self.budget_version:
+            if budget_store.latest_version(cur) == self.budget_version:
                 return False
-            raw = cur.execute("SELECT budgets FROM budget_versions WHERE version = ?", [latest]).fetchone()[0]
-        self.guard.set_budgets(bmod.from_json(raw, self.cfg))
-        self.budget_version = latest
+            version, budgets = budget_store.latest(cur, self.cfg)
+        self.guard.set_budgets(budgets)
+        self.budget_version = version
         self.refresh_spend()
         return True
 
@@ -131,7 +132,7 @@ class Runtime:
                 )
                 for b in self.guard.budgets
             }
-            raised = cur.execute("SELECT budget, kind, period_start FROM alerts").fetchall()
+            raised = alerts_mod.raised(cur)
         self.guard.load_others(spend)
         for name, kind, start in raised:
             self.guard.mark_alerted(name, kind, start)
@@ -188,9 +189,9 @@ class Runtime:
                     self.check_forecasts()
                     self.router.check()
                 except (DatabaseBusy, DatabaseError) as e:
-                    print(f"sophia: background refresh skipped: {e}", file=sys.stderr)
+                    logger.warning("background refresh skipped: %s", e)
                 except Exception as e:  # never let one bad refresh stop the next ones
-                    print(f"sophia: background refresh failed: {type(e).__name__}: {e}", file=sys.stderr)
+                    logger.exception("background refresh failed: %s: %s", type(e).__name__, e)
 
         self._thread = threading.Thread(target=loop, name="sophia-refresh", daemon=True)
         self._thread.start()

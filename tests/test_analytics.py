@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
-from sophia import config
 from sophia.ingest import demo
 from sophia.log import analytics, schema
-from sophia.log.analytics import FilterError, Filters
 from sophia.log.db import Database
+from sophia.log.filters import FilterError, Filters
 from sophia.money import pricing
+from tests.helpers import reference_config
 
-ROOT = Path(__file__).resolve().parents[1]
 END = datetime(2026, 3, 2, 0, 0)
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return config.load(ROOT / "sophia.toml")
+    return reference_config()
 
 
 def handmade(i: int, **kw) -> dict:

@@ -12,23 +12,19 @@ import subprocess
 import sys
 import textwrap
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from sophia import config
-from sophia.ingest import demo
-from sophia.log.db import Database
 from sophia.money import pricing
 from sophia.ui import appstate
+from tests.apptest import app, badges, close_app, metric, no_exception, rows, run_page, seed, texts
 from tests.fakeopenai import FakeOpenAI
+from tests.helpers import fast_config, merge, openai_config, reference_config, write_toml
 
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGES = ("pages/chat.py", "pages/overview.py", "pages/request_log.py", "pages/endpoints.py")
 TITLES = {
     "pages/chat.py": "Chat playground",
@@ -39,112 +35,17 @@ TITLES = {
 SECRET = "sk-test-0123456789abcdefSECRET"
 
 
-# --- configurations -------------------------------------------------------------------------
-
-
-def fast_toml(**failover) -> str:
-    """sophia.toml with quick, fault-free simulated endpoints."""
-    src = (ROOT / "sophia.toml").read_text()
-    src = re.sub(r"ttft_ms = \d+", "ttft_ms = 2", src)
-    src = re.sub(r"tpot_ms = \d+", "tpot_ms = 0", src)
-    src = re.sub(r"error_rate = [\d.]+", "error_rate = 0.0", src)
-    for k, v in failover.items():
-        src = re.sub(rf"(?m)^{k} = [\d.]+", f"{k} = {v}", src)
-    return src
-
-
-def openai_toml(base_url: str, key_env: str | None = None) -> str:
-    """sophia.toml with every endpoint an OpenAI-compatible server at `base_url`; fast failover."""
-    src = fast_toml(max_retries=0, retry_backoff_s=0, connect_timeout_s=2, timeout_s=5)
-    extra = f'\napi_key_env = "{key_env}"' if key_env else ""
-    return re.sub(r'(?m)^kind = "simulated"', f'kind = "openai"\nbase_url = "{base_url}"{extra}', src)
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Point the app at a fresh database and a fast configuration; caches cleared around the test."""
-    cfg_path = tmp_path / "sophia.toml"
-    cfg_path.write_text(fast_toml())
-    db_path = tmp_path / "app.duckdb"
-    monkeypatch.setenv("SOPHIA_CONFIG", str(cfg_path))
-    monkeypatch.setenv("SOPHIA_DB", str(db_path))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield {"config": cfg_path, "db": db_path, "tmp": tmp_path}
-    st.cache_data.clear()
-    st.cache_resource.clear()  # closes the runtime: flushes the writer, releases the file
-
-
-def seed(db_path: Path, cfg_path: Path, n: int = 2000, days: int = 14, seed_: int = 3) -> None:
-    cfg = config.load(cfg_path)
-    db = Database(db_path)
-    demo.write(db, demo.generate(cfg, n, days, seed_))
-    db.close()
-
-
-def rows(db_path: Path, sql: str = "SELECT * FROM requests", params=()) -> pd.DataFrame:
-    con = duckdb.connect(str(db_path))
-    try:
-        return con.execute(sql, list(params)).df()
-    finally:
-        con.close()
-
-
-def close_app() -> None:
-    """Release the app's runtime so the test can open the file (and see every record)."""
-    st.cache_resource.clear()
-
-
-def app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=60)
-
-
-def run_page(page: str) -> AppTest:
-    at = app().run()
-    if page != PAGES[0]:
-        at.switch_page(page).run()
-    return at
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def texts(at: AppTest) -> str:
-    """Everything the page says in text elements, joined (to search in)."""
-    parts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-BADGE = re.compile(r":[a-z]+-badge\[(?::material/[a-z_]+: )?(.*?)\]")
-
-
-def badges(at: AppTest, where=None) -> list[str]:
-    """The labels of st.badge elements (AppTest sees them as markdown)."""
-    block = where if where is not None else at
-    return [m.group(1) for e in block.markdown for m in BADGE.finditer(str(e.value))]
-
-
-def metric(at: AppTest, label: str) -> str:
-    for m in at.metric:
-        if m.label == label:
-            return m.value
-    raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
-
-
 # --- every page, empty and with traffic ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_on_an_empty_database(env, page):
+def test_every_page_renders_on_an_empty_database(app_env, page):
     at = run_page(page)
     no_exception(at)
     assert at.title[0].value == TITLES[page]
     said = texts(at)
     sidebar = "\n".join(str(e.value) for e in at.sidebar.caption)
-    assert str(env["db"]) in sidebar and str(env["config"]) in sidebar
+    assert str(app_env["db"]) in sidebar and str(app_env["config"]) in sidebar
     if page in ("pages/overview.py", "pages/request_log.py"):
         assert "The request log is empty" in said
         assert "sophia demo" in said
@@ -157,8 +58,8 @@ def test_every_page_renders_on_an_empty_database(env, page):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_on_demo_traffic(env, page):
-    seed(env["db"], env["config"])
+def test_every_page_renders_on_demo_traffic(app_env, page):
+    seed(app_env["db"], app_env["config"])
     at = run_page(page)
     no_exception(at)
     assert at.title[0].value == TITLES[page]
@@ -174,19 +75,19 @@ def test_every_page_renders_on_demo_traffic(env, page):
         assert len(at.get("plotly_chart")) == 1
 
 
-def test_sidebar_says_backends_are_simulated(env):
+def test_sidebar_says_backends_are_simulated(app_env):
     at = run_page("pages/overview.py")
     assert "Simulated backends" in badges(at, at.sidebar), badges(at, at.sidebar)
 
 
-def test_load_demo_traffic_from_the_empty_state(env):
+def test_load_demo_traffic_from_the_empty_state(app_env):
     at = run_page("pages/overview.py")
     [button] = [b for b in at.button if b.label.startswith("Load demo traffic")]
     button.click().run()
     no_exception(at)
     assert "The request log is empty" not in texts(at)
     close_app()
-    n = rows(env["db"], "SELECT count(*) AS n, min(source) AS s, max(source) AS t FROM requests").iloc[0]
+    n = rows(app_env["db"], "SELECT count(*) AS n, min(source) AS s, max(source) AS t FROM requests").iloc[0]
     assert (n["n"], n["s"], n["t"]) == (appstate.DEMO_REQUESTS, "demo", "demo")
 
 
@@ -194,11 +95,11 @@ def test_load_demo_traffic_from_the_empty_state(env):
 
 
 @pytest.fixture
-def fake_env(env):
+def fake_env(app_env):
     with FakeOpenAI(reply="Hello from the fake server.") as fake:
-        env["config"].write_text(openai_toml(fake.base_url))
-        env["fake"] = fake
-        yield env
+        write_toml(app_env["config"], openai_config(fake.base_url))
+        app_env["fake"] = fake
+        yield app_env
 
 
 def assistant_text(at: AppTest) -> str:
@@ -346,10 +247,10 @@ def independent(df: pd.DataFrame, cfg, start: datetime, end: datetime) -> dict:
     }
 
 
-def test_overview_figures_equal_independent_computations(env):
-    seed(env["db"], env["config"], n=3000, days=10)
-    df = rows(env["db"])
-    cfg = config.load(env["config"])
+def test_overview_figures_equal_independent_computations(app_env):
+    seed(app_env["db"], app_env["config"], n=3000, days=10)
+    df = rows(app_env["db"])
+    cfg = config.load(app_env["config"])
     at = run_page("pages/overview.py")
     # A custom range of whole days: the exact bounds are known to the test.
     first = (df.ts.min() + timedelta(days=2)).date()
@@ -376,13 +277,13 @@ def test_overview_figures_equal_independent_computations(env):
     assert metric(at, "Failover rate") == appstate.pct(x["failover_rate"], 2)
 
 
-def test_overview_hides_demo_traffic_and_filters_sources(env):
-    seed(env["db"], env["config"], n=500, days=3)
+def test_overview_hides_demo_traffic_and_filters_sources(app_env):
+    seed(app_env["db"], app_env["config"], n=500, days=3)
     # Add playground traffic the demo toggle must keep.
-    con = duckdb.connect(str(env["db"]))
+    con = duckdb.connect(str(app_env["db"]))
     con.execute("UPDATE requests SET source = 'playground' WHERE rowid % 5 = 0")
     con.close()
-    df = rows(env["db"])
+    df = rows(app_env["db"])
     at = run_page("pages/overview.py")
     at.selectbox(key="ov_range").set_value("All time").run()
     assert metric(at, "Requests") == f"{len(df):,}"
@@ -394,8 +295,8 @@ def test_overview_hides_demo_traffic_and_filters_sources(env):
     assert metric(at, "Requests") == f"{(df.source == 'demo').sum():,}"
 
 
-def test_overview_chart_controls_and_bad_range(env):
-    seed(env["db"], env["config"], n=400, days=3)
+def test_overview_chart_controls_and_bad_range(app_env):
+    seed(app_env["db"], app_env["config"], n=400, days=3)
     at = run_page("pages/overview.py")
     for measure in ("Requests", "Latency", "Spend"):
         at.segmented_control(key="ov_measure").set_value(measure).run()
@@ -409,12 +310,12 @@ def test_overview_chart_controls_and_bad_range(env):
     assert any("before the first day" in e.value for e in at.error)
 
 
-def test_figures_update_when_new_records_arrive(env):
-    seed(env["db"], env["config"], n=300, days=2)
+def test_figures_update_when_new_records_arrive(app_env):
+    seed(app_env["db"], app_env["config"], n=300, days=2)
     at = run_page("pages/overview.py")
     before = metric(at, "Requests")
     close_app()
-    seed(env["db"], env["config"], n=100, days=1, seed_=9)  # another process's writes
+    seed(app_env["db"], app_env["config"], n=100, days=1, seed_=9)  # another process's writes
     at.run()
     after = metric(at, "Requests")
     assert int(after.replace(",", "")) == int(before.replace(",", "")) + 100
@@ -431,9 +332,9 @@ def shown_total(at: AppTest) -> int:
     raise AssertionError("no match count on the page")
 
 
-def test_request_log_filters_change_what_it_shows(env):
-    seed(env["db"], env["config"], n=1500, days=5)
-    df = rows(env["db"])
+def test_request_log_filters_change_what_it_shows(app_env):
+    seed(app_env["db"], app_env["config"], n=1500, days=5)
+    df = rows(app_env["db"])
     at = run_page("pages/request_log.py")
     at.selectbox(key="log_range").set_value("All time").run()
     assert shown_total(at) == len(df)
@@ -461,8 +362,8 @@ def test_request_log_filters_change_what_it_shows(env):
     assert any("No request matches" in i.value for i in at.info)
 
 
-def test_request_log_pages_in_duckdb(env):
-    seed(env["db"], env["config"], n=260, days=2)
+def test_request_log_pages_in_duckdb(app_env):
+    seed(app_env["db"], app_env["config"], n=260, days=2)
     at = run_page("pages/request_log.py")
     at.selectbox(key="log_range").set_value("All time").run()
     at.selectbox(key="log_size").set_value(100).run()
@@ -475,9 +376,9 @@ def test_request_log_pages_in_duckdb(env):
     assert third.ts.max() <= first.ts.min()
 
 
-def test_request_log_opens_a_record(env):
-    seed(env["db"], env["config"], n=200, days=2)
-    df = rows(env["db"])
+def test_request_log_opens_a_record(app_env):
+    seed(app_env["db"], app_env["config"], n=200, days=2)
+    df = rows(app_env["db"])
     r = df[df.reason == "failover"].iloc[0] if (df.reason == "failover").any() else df.iloc[0]
     at = run_page("pages/request_log.py")
     [box] = [t for t in at.text_input if t.label == "Open a request by id"]
@@ -493,8 +394,8 @@ def test_request_log_opens_a_record(env):
     assert any("No request with id" in w.value for w in at.warning)
 
 
-def test_request_log_export_button_and_limits(env, monkeypatch):
-    seed(env["db"], env["config"], n=120, days=2)
+def test_request_log_export_button_and_limits(app_env, monkeypatch):
+    seed(app_env["db"], app_env["config"], n=120, days=2)
     at = run_page("pages/request_log.py")
     at.selectbox(key="log_range").set_value("All time").run()
     [button] = at.get("download_button")
@@ -505,8 +406,8 @@ def test_request_log_export_button_and_limits(env, monkeypatch):
     assert button.proto.disabled and "At most 50 rows" in button.proto.help
 
 
-def test_request_log_bad_custom_range(env):
-    seed(env["db"], env["config"], n=50, days=1)
+def test_request_log_bad_custom_range(app_env):
+    seed(app_env["db"], app_env["config"], n=50, days=1)
     at = run_page("pages/request_log.py")
     at.selectbox(key="log_range").set_value("Custom").run()
     today = date.today()
@@ -518,11 +419,10 @@ def test_request_log_bad_custom_range(env):
 # --- endpoints ----------------------------------------------------------------------------------
 
 
-def test_endpoints_page_checks_and_masks_secrets(env, monkeypatch):
+def test_endpoints_page_checks_and_masks_secrets(app_env, monkeypatch):
     with FakeOpenAI() as fake:
-        env["config"].write_text(
-            openai_toml(fake.base_url.replace("http://", f"http://user:{SECRET}@"), key_env="SOPHIA_TEST_KEY")
-        )
+        url = fake.base_url.replace("http://", f"http://user:{SECRET}@")
+        write_toml(app_env["config"], openai_config(url, key_env="SOPHIA_TEST_KEY"))
         monkeypatch.setenv("SOPHIA_TEST_KEY", SECRET)
         at = run_page("pages/endpoints.py")
         no_exception(at)
@@ -547,12 +447,14 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_a_locked_database_is_a_friendly_message_with_retry(env, monkeypatch):
+def test_a_locked_database_is_a_friendly_message_with_retry(app_env, monkeypatch):
     import pages.common
 
-    seed(env["db"], env["config"], n=50, days=1)
+    seed(app_env["db"], app_env["config"], n=50, days=1)
     monkeypatch.setattr(pages.common, "DB_WAIT_S", 0.5)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(env["db"]), "4"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(app_env["db"]), "4"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         at = run_page("pages/overview.py")
@@ -569,15 +471,15 @@ def test_a_locked_database_is_a_friendly_message_with_retry(env, monkeypatch):
     assert metric(at, "Requests")
 
 
-def test_a_database_that_is_not_one_is_a_message(env):
-    env["db"].write_text("this is not a DuckDB file\n" * 100)
+def test_a_database_that_is_not_one_is_a_message(app_env):
+    app_env["db"].write_text("this is not a DuckDB file\n" * 100)
     at = run_page("pages/overview.py")
     no_exception(at)
-    assert any("The request log cannot be opened" in e.value and str(env["db"]) in e.value for e in at.error)
+    assert any("The request log cannot be opened" in e.value and str(app_env["db"]) in e.value for e in at.error)
 
 
-def test_a_bad_configuration_names_the_key(env):
-    env["config"].write_text(fast_toml().replace("complexity_threshold = 0.7", "complexity_threshold = 7"))
+def test_a_bad_configuration_names_the_key(app_env):
+    write_toml(app_env["config"], merge(fast_config(), routing={"complexity_threshold": 7}))
     at = app().run()
     no_exception(at)
     [err] = at.error
@@ -605,7 +507,7 @@ def test_resolve_range():
 
 
 def test_session_config_and_prompt_messages():
-    cfg = config.load(ROOT / "sophia.toml")
+    cfg = reference_config()
     assert appstate.session_config(cfg, cfg.routing.complexity_threshold, cfg.routing.cost_threshold_usd) is cfg
     s = appstate.session_config(cfg, 0.2, 0.5)
     assert (s.routing.complexity_threshold, s.routing.cost_threshold_usd) == (0.2, 0.5)
@@ -629,9 +531,7 @@ def test_session_config_and_prompt_messages():
 
 def test_masked_config_never_shows_a_key():
     cfg = config.parse(
-        __import__("tomllib").loads(
-            openai_toml(f"https://bob:{SECRET}@example.invalid/v1?api_key={SECRET}", key_env="SOPHIA_TEST_KEY")
-        ),
+        openai_config(f"https://bob:{SECRET}@example.invalid/v1?api_key={SECRET}", key_env="SOPHIA_TEST_KEY"),
         "x.toml",
     )
     shown = repr(appstate.masked_config(cfg, env={"SOPHIA_TEST_KEY": SECRET}))

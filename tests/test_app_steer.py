@@ -5,24 +5,26 @@ from __future__ import annotations
 import json
 
 from sophia import config
-from tests.test_app_pages import close_app, env, metric, no_exception, rows, run_page, seed, texts  # noqa: F401
+from sophia.vocab import LIVE_SOURCES, Source
+from tests.apptest import close_app, metric, no_exception, rows, run_page, seed, texts
+from tests.helpers import fast_config, write_toml
 
 
-def test_tuning_renders_empty_and_with_traffic(env):  # noqa: F811
+def test_tuning_renders_empty_and_with_traffic(app_env):
     at = run_page("pages/tuning.py")
     no_exception(at)
     assert at.title[0].value == "Threshold tuning"
     assert "The request log is empty" in texts(at)
     close_app()
-    seed(env["db"], env["config"])
+    seed(app_env["db"], app_env["config"])
     at = run_page("pages/tuning.py")
     no_exception(at)
     assert metric(at, "To dedicated GPUs")
     assert any(s.label == "Complexity threshold" for s in at.slider)
 
 
-def test_moving_a_slider_changes_the_figures_and_apply_creates_a_version(env):  # noqa: F811
-    seed(env["db"], env["config"], n=3000)
+def test_moving_a_slider_changes_the_figures_and_apply_creates_a_version(app_env):
+    seed(app_env["db"], app_env["config"], n=3000)
     at = run_page("pages/tuning.py")
     before = metric(at, "To dedicated GPUs")
     metered_before = metric(at, "Metered spend")
@@ -35,7 +37,7 @@ def test_moving_a_slider_changes_the_figures_and_apply_creates_a_version(env):  
     at.button(key="FormSubmitter:tn_apply-Apply").click().run()
     no_exception(at)
     close_app()
-    versions = rows(env["db"], "SELECT version, origin, note, settings FROM settings_versions ORDER BY version")
+    versions = rows(app_env["db"], "SELECT version, origin, note, settings FROM settings_versions ORDER BY version")
     assert list(versions["origin"]) == ["config", "tuning"]
     assert versions["note"].iloc[-1] == "more to GPUs"
     assert json.loads(versions["settings"].iloc[-1])["routing"]["complexity_threshold"] == 0.2
@@ -44,19 +46,16 @@ def test_moving_a_slider_changes_the_figures_and_apply_creates_a_version(env):  
     at.chat_input[0].set_value("hello").run()
     no_exception(at)
     close_app()
-    last = rows(env["db"], "SELECT policy_version FROM requests WHERE source = 'playground'")
+    last = rows(app_env["db"], "SELECT policy_version FROM requests WHERE source = 'playground'")
     assert list(last["policy_version"]) == [int(versions["version"].iloc[-1])]
 
 
-def test_budgets_page_and_banner(env):  # noqa: F811
-    text = env["config"].read_text()
-    env["config"].write_text(
-        text.replace(
-            'sources = ["playground", "cli", "api"]', 'sources = ["playground", "cli", "api", "demo"]'
-        ).replace("amount_usd = 3000", "amount_usd = 1")
-    )
-    config.load(env["config"])
-    seed(env["db"], env["config"], n=500, days=1)
+def test_budgets_page_and_banner(app_env):
+    data = fast_config()
+    data["budgets"][0].update(sources=[*LIVE_SOURCES, Source.DEMO], amount_usd=1)  # monthly-total
+    write_toml(app_env["config"], data)
+    config.load(app_env["config"])
+    seed(app_env["db"], app_env["config"], n=500, days=1)
     at = run_page("pages/budgets.py")
     no_exception(at)
     assert at.title[0].value == "Budgets"
@@ -74,12 +73,12 @@ def test_budgets_page_and_banner(env):  # noqa: F811
     no_exception(at)
     assert "team-a" in texts(at)
     close_app()
-    saved = rows(env["db"], "SELECT budgets, origin FROM budget_versions ORDER BY version DESC LIMIT 1")
+    saved = rows(app_env["db"], "SELECT budgets, origin FROM budget_versions ORDER BY version DESC LIMIT 1")
     assert saved["origin"][0] == "page"
     assert {b["name"]: b["amount_usd"] for b in json.loads(saved["budgets"][0])}["team-a"] == 42.0
 
 
-def test_budget_form_rejects_a_bad_budget(env):  # noqa: F811
+def test_budget_form_rejects_a_bad_budget(app_env):
     at = run_page("pages/budgets.py")
     at.text_input[0].input("")
     at.button(key="FormSubmitter:bud_form-Save budget").click().run()
@@ -93,11 +92,9 @@ def test_money_deltas_read_as_falls():
     assert appstate.usd(-0.0363) == "-$0.0363" and appstate.usd(-26.14) == "-$26.14" and appstate.usd(1234) == "$1,234"
 
 
-def test_a_blank_chat_message_is_not_sent(env):  # noqa: F811
-    from tests.test_app_pages import run_page as open_page
-
-    at = open_page("pages/chat.py")
+def test_a_blank_chat_message_is_not_sent(app_env):
+    at = run_page("pages/chat.py")
     at.chat_input[0].set_value("   ").run()
     no_exception(at)
     close_app()
-    assert rows(env["db"], "SELECT count(*) AS n FROM requests")["n"][0] == 0
+    assert rows(app_env["db"], "SELECT count(*) AS n FROM requests")["n"][0] == 0

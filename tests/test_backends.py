@@ -7,7 +7,8 @@ import time
 import pytest
 
 from sophia.config import Endpoint, FailoverSettings, Simulation
-from sophia.routing.backends.openai import BackendError, Chunk, OpenAIBackend, Usage
+from sophia.routing.backends.base import BackendError, Chunk, Usage
+from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.simulated import SimulatedBackend
 from sophia.routing.features import estimate_tokens, prompt_text
 from tests.fakeopenai import DEFAULT_REPLY, FakeOpenAI, closed_port_url

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,14 +15,16 @@ import pytest
 from sophia import config
 from sophia.ingest import demo
 from sophia.log.db import Database
+from tests.helpers import ROOT, Streamlit, reference, simulate, write_toml
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DEMO_N = 400
+WAIT_MS = 60_000  # the longest any condition may take (a loaded machine, the first run of a page)
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(),
         reason=f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)",
@@ -37,84 +33,34 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
 
-def browser_toml() -> str:
-    """sophia.toml, fault-free; the serverless endpoint streams slowly enough to watch it stream."""
-    src = (ROOT / "sophia.toml").read_text()
-    src = re.sub(r"error_rate = [\d.]+", "error_rate = 0.0", src)
-    src = re.sub(r"ttft_ms = \d+", "ttft_ms = 20", src)
-    src = re.sub(r"tpot_ms = \d+", "tpot_ms = 2", src)
+def browser_config() -> dict:
+    """Fault-free; the serverless endpoint streams slowly enough to watch it stream."""
+    data = simulate(reference(), ttft_ms=20, tpot_ms=2, error_rate=0.0)
     # The first (serverless) endpoint: ~120 tokens at 25 ms each, about 3 s of streaming.
-    return src.replace("ttft_ms = 20\ntpot_ms = 2", "ttft_ms = 100\ntpot_ms = 25\nreply_tokens = 120", 1)
+    data["endpoints"][0]["simulation"].update(ttft_ms=100, tpot_ms=25, reply_tokens=120)
+    return data
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
-    cfg_path, db_path = tmp / "sophia.toml", tmp / "app.duckdb"
-    cfg_path.write_text(browser_toml())
+@pytest.fixture
+def server(tmp_path):
+    """A Streamlit server of this test's own (free port, own configuration and demo database)."""
+    cfg_path = write_toml(tmp_path / "sophia.toml", browser_config())
+    db_path = tmp_path / "app.duckdb"
     db = Database(db_path)
     demo.write(db, demo.generate(config.load(cfg_path), DEMO_N, 2, seed=11))
     db.close()
-    port = free_port()
-    env = dict(os.environ, SOPHIA_CONFIG=str(cfg_path), SOPHIA_DB=str(db_path))
-    log = open(tmp / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    app = Streamlit(cfg_path, db_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
-            time.sleep(0.2)
-        yield {"url": url, "db": db_path, "log": tmp / "streamlit.log"}
+        yield {"url": app.url, "db": db_path}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        app.close()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
+        chromium = pw.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
             args=[
@@ -126,19 +72,52 @@ def page(server):
                 "--no-first-run",
             ],
         )
-        context = browser.new_context(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
-        pg = context.new_page()
-        pg.set_default_timeout(30_000)
-        yield pg
-        context.close()
-        browser.close()
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 2000}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(WAIT_MS)
+    yield pg
+    context.close()
+
+
+IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 
 
 def settle(pg) -> None:
-    """Wait until Streamlit has finished running the script."""
-    pg.wait_for_timeout(300)
-    pg.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
-    pg.wait_for_timeout(300)
+    """Wait until Streamlit is connected and has finished running the script.
+
+    Call it after waiting for what the action shows (a heading, a card, a label): the run that
+    shows it has started by then, so "not running" means it has finished."""
+    pg.locator(IDLE).wait_for(state="attached", timeout=WAIT_MS)
+    pg.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=WAIT_MS)
+    pg.locator("[data-stale='true']").first.wait_for(state="detached", timeout=WAIT_MS)
+
+
+# Records the length of the assistant's reply at every change of the page, while it streams.
+WATCH_REPLY = """() => {
+    window.__replyLengths = [];
+    new MutationObserver(() => {
+        const reply = document.querySelectorAll('[data-testid="stChatMessage"]')[1];
+        if (reply) window.__replyLengths.push(reply.innerText.length);
+    }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def send_chat(pg, text: str):
+    """Type a message in the playground; returns (reply, routing card) once the card is shown."""
+    box = pg.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+    reply = pg.locator('[data-testid="stChatMessage"]').nth(1)
+    card = pg.locator(".st-key-routing_card_1")
+    card.wait_for()
+    settle(pg)
+    return reply, card
 
 
 def shot(pg, name: str) -> None:
@@ -168,19 +147,9 @@ def test_2_chat_streams_a_reply_with_its_routing_card(page, server):
     page.get_by_role("heading", name="Chat playground").wait_for()
     settle(page)
     shot(page, "chat-empty")
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill("What is the capital of Australia?")
-    box.press("Enter")
-    reply = page.locator('[data-testid="stChatMessage"]').nth(1)
-    card = page.locator(".st-key-routing_card_1")
-    lengths = []
-    deadline = time.monotonic() + 30
-    while card.count() == 0 and time.monotonic() < deadline:
-        if reply.count():
-            lengths.append(len(reply.inner_text()))
-        time.sleep(0.1)
-    card.wait_for()
-    settle(page)
+    page.evaluate(WATCH_REPLY)
+    reply, card = send_chat(page, "What is the capital of Australia?")
+    lengths = page.evaluate("window.__replyLengths")
     partial = sorted({n for n in lengths if n})
     assert len(partial) >= 3, f"the reply did not arrive in pieces: {partial}"  # streamed, not all at once
     text = card.inner_text()
@@ -204,6 +173,9 @@ def test_2_chat_streams_a_reply_with_its_routing_card(page, server):
 
 
 def test_3_every_page_opens(page, server):
+    page.goto(server["url"])
+    page.get_by_role("heading", name="Chat playground").wait_for()
+    settle(page)
     for name, heading in (("Overview", "Overview"), ("Request log", "Request log"), ("Endpoints", "Endpoints")):
         page.locator('[data-testid="stSidebar"]').get_by_role("link", name=name).click()
         page.get_by_role("heading", name=heading).wait_for()
@@ -218,6 +190,10 @@ def test_3_every_page_opens(page, server):
 
 
 def test_4_request_log_downloads_the_filtered_rows(page, server, tmp_path):
+    page.goto(server["url"])
+    page.get_by_role("heading", name="Chat playground").wait_for()
+    settle(page)
+    send_chat(page, "What is the capital of Australia?")  # the playground message
     page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Request log").click()
     page.get_by_role("heading", name="Request log").wait_for()
     settle(page)
@@ -237,6 +213,7 @@ def test_4_request_log_downloads_the_filtered_rows(page, server, tmp_path):
     page.locator(".st-key-log_source").get_by_role("combobox").click()
     page.get_by_role("option", name="playground").click()
     page.keyboard.press("Escape")
+    page.get_by_role("button", name="Export 1 row as CSV").wait_for()
     settle(page)
     button = page.get_by_role("button", name=re.compile(r"Export [\d,]+ rows? as CSV"))
     assert "Export 1 row as CSV" in button.inner_text()
@@ -251,7 +228,7 @@ def test_4_request_log_downloads_the_filtered_rows(page, server, tmp_path):
     grid = page.locator('[data-testid="stDataFrame"]').bounding_box()
     page.mouse.click(grid["x"] + 14, grid["y"] + 35 + 17)
     record = page.locator(".st-key-log_record")
-    record.wait_for()
+    record.get_by_text(re.compile(r"UTC · source ")).wait_for()  # the whole record is drawn
     settle(page)
     text = record.inner_text()
     for part in ("Decision inputs", "Decision", "Outcome", "cost-optimized", "playground", "not stored"):

@@ -17,9 +17,10 @@ from sophia.budgets import model as bmod
 from sophia.budgets import store as budget_store
 from sophia.budgets.guard import BudgetGuard
 from sophia.ingest import demo
-from sophia.routing.router import ChatRequest, Router
-from tests.conftest import DEDICATED_NAMES, make_config, read_rows
+from sophia.routing.result import ChatRequest
+from sophia.routing.router import Router
 from tests.fakeopenai import FakeOpenAI
+from tests.helpers import DEDICATED_NAMES, make_config, read_rows, reference_config
 
 UTC = bmod.zone("UTC")
 
@@ -151,7 +152,7 @@ def test_period_boundaries_in_the_configured_time_zone():
 
 
 def test_month_rolls_over_and_alerts_fire_once_per_period():
-    cfg = config.load("sophia.toml")
+    cfg = reference_config()
     now = Now(datetime(2026, 1, 31, 23, 0))
     raised = []
     g = BudgetGuard(
@@ -219,7 +220,7 @@ def hook():
 
 def test_webhook_retries_until_delivered(log, hook, capsys):
     db, _ = log
-    cfg = config.load("sophia.toml")
+    cfg = reference_config()
     Hook.fails = 2
     sleeps = []
     n = alerts.Notifier(db, hook, sleep=sleeps.append)
@@ -254,7 +255,7 @@ def test_hanging_webhook_does_not_slow_routing(fleet, log, hook):
 
 def test_spend_export_equals_independent_aggregation(log):
     db, _ = log
-    cfg = config.load("sophia.toml")
+    cfg = reference_config()
     demo.write(db, demo.generate(cfg, 4000, 9, seed=3, end=datetime(2026, 5, 10)))
     now = datetime(2026, 5, 10)
     with db.cursor() as cur:
@@ -301,7 +302,7 @@ def test_spend_csv_cells_are_inert(log):
 
 def test_budgets_are_versioned_and_validated(log):
     db, _ = log
-    cfg = config.load("sophia.toml")
+    cfg = reference_config()
     with db.cursor() as cur:
         v1, bs = budget_store.resolve(cur, cfg)
         assert [b.name for b in bs] == ["monthly-total", "serverless-daily"]  # from sophia.toml
@@ -372,7 +373,7 @@ def test_a_downgrade_into_a_blocked_model_is_refused(fleet):
 
 
 def test_editing_a_budget_starts_its_ledger_again():
-    cfg = config.load("sophia.toml")
+    cfg = reference_config()
     g = BudgetGuard(
         cfg,
         [budget(cfg, scope="model:llama-4-scout-17b-16e-instruct", amount_usd=10.0)],

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from sophia.cli import commands as cli
-
-
-def run(*args, env_db=None):
-    return subprocess.run([sys.executable, "-m", "sophia.cli", *args], capture_output=True, text=True, timeout=120)
+from sophia import cli
+from tests.helpers import reference, run_cli, simulate, write_toml
 
 
 def test_route_json_reference_example(capsys):
@@ -60,16 +55,14 @@ def test_demo_chat_stats_round_trip(tmp_path, capsys):
     ],
 )
 def test_bad_input_is_one_line_no_traceback(args, needle):
-    r = run(*args)
+    r = run_cli(*args)
     assert r.returncode != 0
     assert needle in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_unreachable_backend_is_an_error_and_recorded(tmp_path, capsys):
-    cfg = tmp_path / "down.toml"
-    text = open("sophia.toml", encoding="utf-8").read()
-    cfg.write_text(text.replace("error_rate = 0.01", "error_rate = 1.0"))
+    cfg = write_toml(tmp_path / "down.toml", simulate(reference(), error_rate=1.0))
     db = str(tmp_path / "down.duckdb")
     assert cli.main(["chat", "hi", "--config", str(cfg), "--db", db]) == 1
     err = capsys.readouterr().err

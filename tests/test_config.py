@@ -7,12 +7,13 @@ import tomllib
 import pytest
 
 from sophia import config
+from tests.helpers import ROOT, reference
 
-SHIPPED = tomllib.loads(open("sophia.toml", encoding="utf-8").read())
 
-
+# The one place the shipped files are read: everything else runs on `reference()`, so a
+# developer's edited sophia.toml (or data/) never changes what the suite sees.
 def test_shipped_files_load():
-    cfg = config.load("sophia.toml")
+    cfg = config.load(ROOT / "sophia.toml")
     assert [e.name for e in cfg.tier_endpoints("dedicated")] == [
         "sophia-ai-core",
         "sophia-data-pipeline",
@@ -25,13 +26,17 @@ def test_shipped_files_load():
         "llama-4-maverick-17b-128e-instruct-fp8": (0.18, 0.60),
         "llama3.1-8b-instruct": (0.025, 0.04),
     }
-    example = config.load("sophia.example.toml")
+    example = config.load(ROOT / "sophia.example.toml")
     assert not any(e.simulated for e in example.endpoints)
     assert all(e.base_url and "127.0.0.1" not in (e.api_key_env or "") for e in example.endpoints)
 
 
+def test_the_tests_reference_is_the_shipped_deployment():
+    assert reference() == tomllib.loads((ROOT / "sophia.toml").read_text(encoding="utf-8"))
+
+
 def bad(mutate):
-    data = tomllib.loads(open("sophia.toml", encoding="utf-8").read())
+    data = reference()
     mutate(data)
     with pytest.raises(config.ConfigError) as e:
         config.parse(data)

@@ -8,13 +8,13 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from sophia import config
 from sophia.ingest import demo
 from sophia.log import stats
 from sophia.log.db import Database
 from sophia.money import pricing
+from tests.helpers import reference_config
 
-CFG = config.load("sophia.toml")
+CFG = reference_config()
 
 
 def exact(p, c, pin, pout) -> Decimal:

@@ -11,8 +11,9 @@ import pytest
 
 from sophia import config
 from sophia.log import analytics, export, migrations, schema
-from sophia.log.analytics import Filters
-from tests.test_analytics import ROOT, handmade
+from sophia.log.filters import Filters
+from tests.helpers import reference, reference_config
+from tests.test_analytics import handmade
 
 DANGEROUS = ["=1+1", "+SUM(A1:A9)", "-2+3", "@cmd", "\tTAB", "\rCR", '=HYPERLINK("http://x","y")']
 HARMLESS = ["a=b", "1+1", "hello@example", " =leading space", "", "plain"]
@@ -122,12 +123,9 @@ def test_batches_give_the_same_file(con):
 def test_configured_api_keys_never_reach_the_file(con, monkeypatch):
     secret = "sk-live-abcdefghijklmnop0123"
     con.execute("UPDATE requests SET prompt_text = 'my key is ' || ? WHERE request_id = 'hand0007'", [secret])
-    src = (
-        (ROOT / "sophia.toml")
-        .read_text()
-        .replace('name = "serverless"\n', 'name = "serverless"\napi_key_env = "SOPHIA_EXPORT_TEST_KEY"\n', 1)
-    )
-    cfg = config.parse(__import__("tomllib").loads(src))
+    data = reference()
+    data["endpoints"][0]["api_key_env"] = "SOPHIA_EXPORT_TEST_KEY"  # the serverless endpoint
+    cfg = config.parse(data)
     monkeypatch.setenv("SOPHIA_EXPORT_TEST_KEY", secret)
     secrets = export.secret_values(cfg)
     assert secrets == [secret]
@@ -162,12 +160,13 @@ def test_neutralize_and_file_name():
     assert export.file_name(Filters(), datetime(2026, 1, 2, 3, 4, 5)) == "sophia-requests-20260102-030405.csv"
 
 
+@pytest.mark.slow
 def test_large_selection_streams(tmp_path):
     """Many rows: chunks arrive batch by batch and add up to every row."""
     from sophia.ingest import demo
     from sophia.log.db import Database
 
-    cfg = config.load(ROOT / "sophia.toml")
+    cfg = reference_config()
     db = Database(tmp_path / "big.duckdb")
     demo.write(db, demo.generate(cfg, 60_000, 5, seed=2, end=datetime(2026, 1, 1) + timedelta(days=5)))
     db.close()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sophia import config
 from sophia.ingest import importers
 from sophia.log.db import Database
+from tests.helpers import reference_config
 
-CFG = config.load("sophia.toml")
+CFG = reference_config()
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"real data folder {DATA} is absent")
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -16,9 +15,7 @@ import pytest
 from sophia.log import inbox, migrations
 from sophia.log.db import Database, DatabaseBusy
 from sophia.log.writer import Writer
-from tests.logutil import WRITER_CHILD, record
-
-ROOT = str(Path(__file__).resolve().parents[1])
+from tests.helpers import ROOT, WRITER_CHILD, record, run_cli
 
 
 def count(db: Database) -> int:
@@ -47,10 +44,10 @@ def test_eight_threads_thousand_records_each(tmp_path):
     db.close()
 
 
-def test_read_your_writes(tmp_path):
+def test_read_your_writes(tmp_path, reference_toml):
     from sophia.runtime import Runtime
 
-    rt = Runtime.open("sophia.toml", str(tmp_path / "r.duckdb"))
+    rt = Runtime.open(str(reference_toml), str(tmp_path / "r.duckdb"))
     rt.writer.put(record(1))
     with rt.reader() as cur:
         assert cur.execute("SELECT count(*) FROM requests").fetchone()[0] == 1
@@ -133,9 +130,10 @@ def test_migrations_run_twice_change_nothing(tmp_path):
     con.close()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_loses_at_most_the_unflushed(tmp_path):
     path = str(tmp_path / "crash.duckdb")
-    code = WRITER_CHILD.format(root=ROOT, path=path, n=1_000_000, source="crash", pace=0.0, confirm=True)
+    code = WRITER_CHILD.format(root=str(ROOT), path=path, n=1_000_000, source="crash", pace=0.0, confirm=True)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     confirmed = 0
     for line in child.stdout:
@@ -153,6 +151,7 @@ def test_sigkill_mid_write_loses_at_most_the_unflushed(tmp_path):
     db.close()
 
 
+@pytest.mark.slow
 def test_two_writers_and_a_reader_share_the_file(tmp_path):
     path = str(tmp_path / "shared.duckdb")
     first = Database(path)
@@ -164,7 +163,7 @@ def test_two_writers_and_a_reader_share_the_file(tmp_path):
             [
                 sys.executable,
                 "-c",
-                WRITER_CHILD.format(root=ROOT, path=path, n=10_000, source=f"w{k}", pace=0.1, confirm=False),
+                WRITER_CHILD.format(root=str(ROOT), path=path, n=10_000, source=f"w{k}", pace=0.1, confirm=False),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -174,14 +173,7 @@ def test_two_writers_and_a_reader_share_the_file(tmp_path):
     ]
     reader_runs, errors = 0, []
     while any(w.poll() is None for w in writers) or reader_runs < 2:
-        r = subprocess.run(
-            [sys.executable, "-m", "sophia.cli", "stats", "--json"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        r = run_cli("stats", "--json", env=env, timeout=60)
         reader_runs += 1
         if r.returncode != 0 or "lock" in r.stderr.lower():
             errors.append(r.stderr)

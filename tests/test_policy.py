@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sophia import config
 from sophia.routing import features, policy
+from tests.helpers import reference_config
 
-CFG = config.load("sophia.toml")
+CFG = reference_config()
 
 
 def decide(text: str, max_tokens: int | None = None, cfg=CFG, **state):

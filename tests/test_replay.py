@@ -8,15 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sophia import config
 from sophia.analysis import replay
 from sophia.ingest import demo, importers
 from sophia.log import versions
 from sophia.log.db import Database
 from sophia.log.writer import Writer
-from sophia.routing.router import ChatRequest, Router
+from sophia.routing.result import ChatRequest
+from sophia.routing.router import Router
+from tests.helpers import reference_config
 
-CFG = config.load("sophia.toml")
+CFG = reference_config()
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"real data folder {DATA} is absent")
 

@@ -14,9 +14,10 @@ import pytest
 from sophia.config import Endpoint, Simulation
 from sophia.money import pricing
 from sophia.routing.backends.simulated import SimulatedBackend
-from sophia.routing.router import ChatRequest, Router
-from tests.conftest import DEDICATED_MODEL, DEDICATED_NAMES, make_config, read_rows
+from sophia.routing.result import ChatRequest
+from sophia.routing.router import Router
 from tests.fakeopenai import FakeOpenAI, closed_port_url
+from tests.helpers import DEDICATED_MODEL, DEDICATED_NAMES, make_config, read_rows
 
 SCOUT = "llama-4-scout-17b-16e-instruct"
 MAVERICK = "llama-4-maverick-17b-128e-instruct-fp8"

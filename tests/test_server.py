@@ -8,13 +8,11 @@ fake's token counting and the configuration's prices, not by sophia.money.pricin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,144 +24,28 @@ import openai
 import pytest
 
 from sophia import config as config_mod
-from sophia.apikeys import main as apikeys_main
-from sophia.config import ConfigError
-from sophia.config.apikeys import KeyRing, bearer, hash_key, new_key
-from sophia.config.server import ServerSettings, parse_settings
-from sophia.log.db import Database
-from sophia.server.app import ApiError, check_exposure, is_loopback, parse_chat
-from sophia.server.ratelimit import RateLimiter
-from tests.conftest import DEDICATED_MODEL, DEDICATED_NAMES, SERVERLESS_MODELS, FakeClock, config_dict
+from sophia.config.apikeys import hash_key, new_key
 from tests.fakeopenai import FakeOpenAI, closed_port_url, completion_tokens_of, prompt_tokens_of
+from tests.helpers import (
+    DEDICATED_MODEL,
+    DEDICATED_NAMES,
+    ROOT,
+    SERVERLESS_MODELS,
+    Server,
+    config_dict,
+    free_port,
+    hello,
+    log_rows,
+    reference,
+    run_cli,
+    simulate,
+    write_toml,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 PRIMARY, PREMIUM = SERVERLESS_MODELS[0], SERVERLESS_MODELS[1]
 
 
-# --- helpers: TOML, a server process, the log -------------------------------------------------
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v))
-
-
-def to_toml(data: dict) -> str:
-    """Tables and arrays of tables of scalars, lists and inline tables (all these tests need)."""
-    out = []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.append(f"[{k}]")
-            out += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            for t in v:
-                out.append(f"[[{k}]]")
-                out += [f"{kk} = {_toml_value(vv)}" for kk, vv in t.items()]
-        else:
-            raise TypeError(f"top-level {k} must be a table")
-        out.append("")
-    return "\n".join(out)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_cmd(cfg: Path, db: Path, port: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "sophia.cli",
-        "serve",
-        "--config",
-        str(cfg),
-        "--db",
-        str(db),
-        "--port",
-        str(port),
-        *extra,
-    ]
-
-
-class Server:
-    """`sophia serve` in a subprocess; stop() sends a signal and waits for the graceful exit."""
-
-    def __init__(self, cfg: Path, db: Path, *extra: str) -> None:
-        self.cfg, self.db, self.port = cfg, db, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            serve_cmd(cfg, db, self.port, *extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("sophia serve exited:\n" + self.output)
-            try:
-                if httpx.get(self.url + "/openapi.json", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("sophia serve did not answer:\n" + self.output)
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def client(self, key: str | None, **kw) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key or "none", max_retries=0, timeout=30, **kw)
-
-    def kill(self) -> None:
-        """Whatever happened: no server is left behind."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        self._reader.join(5)
-        assert "Traceback" not in self.output, self.output
-        return rc
-
-
-def log_rows(db: Path, where: str = "TRUE") -> dict[str, dict]:
-    """Records by request id, once the server has stopped. Opened like any process opens the log,
-    so that segments a writer left in the inbox (while the file was busy) are ingested first."""
-    database = Database(db)
-    try:
-        with database.cursor() as cur:
-            cur.execute(f"SELECT * FROM requests WHERE {where}")
-            cols = [d[0] for d in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        database.close()
-    ids = [r["request_id"] for r in rows]
-    assert len(ids) == len(set(ids)), "a request was recorded twice"
-    return {r["request_id"]: r for r in rows}
+# --- helpers: what a routed request must look like ----------------------------------------------
 
 
 def chars(messages) -> int:
@@ -256,7 +138,7 @@ def env(tmp_path_factory) -> Iterator[Env]:
         data = config_dict(fakes["serverless"].base_url, [fakes[n].base_url for n in DEDICATED_NAMES])
         data["server"] = SERVER_SECTION
         cfg_path = tmp / "sophia.toml"
-        cfg_path.write_text(to_toml(data))
+        write_toml(cfg_path, data)
         server = Server(cfg_path, tmp / "log.duckdb")
         try:
             yield Env(server, config_mod.load(cfg_path), fakes, {"team-a": KEY_A, "team-b": KEY_B})
@@ -272,10 +154,6 @@ def raw_create(client: openai.OpenAI, **kw):
     """A chat completion with its HTTP response: (parsed completion, headers)."""
     raw = client.chat.completions.with_raw_response.create(**kw)
     return raw.parse(), raw.headers
-
-
-def hello(text: str = "Say hello in one short sentence.") -> list[dict]:
-    return [{"role": "user", "content": text}]
 
 
 # --- the OpenAI API through the official client ------------------------------------------------
@@ -519,6 +397,7 @@ def test_health_names_every_endpoint(env: Env):
 # --- the same database, other processes ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_and_app_read_the_log_while_the_server_works(env: Env, monkeypatch):
     client = env.server.client(KEY_A)
     env.fakes["serverless"].reply = "Busy hello."
@@ -539,23 +418,7 @@ def test_cli_and_app_read_the_log_while_the_server_works(env: Env, monkeypatch):
     try:
         totals = []
         for _ in range(2):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "sophia.cli",
-                    "stats",
-                    "--json",
-                    "--config",
-                    str(env.server.cfg),
-                    "--db",
-                    str(env.server.db),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            out = run_cli("stats", "--json", "--config", str(env.server.cfg), "--db", str(env.server.db), timeout=60)
             assert out.returncode == 0, out.stderr
             assert "lock" not in out.stderr.lower()
             totals.append(json.loads(out.stdout)["total_requests"])
@@ -575,27 +438,24 @@ def app_pages_render(env: Env, monkeypatch) -> int | None:
     """The app's read-only pages render against the same file, without a lock error."""
     if not (ROOT / "app.py").exists():
         return None
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
+    from tests.apptest import app, clear_caches
 
     monkeypatch.setenv("SOPHIA_CONFIG", str(env.server.cfg))
     monkeypatch.setenv("SOPHIA_DB", str(env.server.db))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    clear_caches()
     rendered = 0
     try:
         for page in ("pages/overview.py", "pages/request_log.py"):
             if not (ROOT / page).exists():
                 continue
-            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+            at = app().run()
             at.switch_page(page).run()
             assert not at.exception, [e.value for e in at.exception]
             said = " ".join(str(e.value) for kind in ("error", "warning") for e in getattr(at, kind))
             assert "lock" not in said.lower(), said
             rendered += 1
     finally:
-        st.cache_data.clear()
-        st.cache_resource.clear()  # the app's runtime lets go of the file
+        clear_caches()  # the app's runtime lets go of the file
     return rendered
 
 
@@ -688,6 +548,7 @@ def test_stats_then_graceful_shutdown_then_one_record_per_request(env: Env):
 # --- failures upstream and /health turning 503 ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_upstream_failures_and_health_down(tmp_path, request):
     fakes = {name: FakeOpenAI().start() for name in ("serverless", *DEDICATED_NAMES)}
     try:
@@ -695,7 +556,7 @@ def test_upstream_failures_and_health_down(tmp_path, request):
         data["failover"].update({"max_retries": 0, "retry_backoff_s": 0, "failure_threshold": 2, "cooldown_s": 120})
         data["server"] = {"refresh_interval_s": 0}
         cfg = tmp_path / "sophia.toml"
-        cfg.write_text(to_toml(data))
+        write_toml(cfg, data)
         server = Server(cfg, tmp_path / "log.duckdb")
         request.addfinalizer(server.kill)
         client = server.client(None)  # no keys: loopback only
@@ -735,14 +596,11 @@ def test_upstream_failures_and_health_down(tmp_path, request):
 # --- a client that disconnects mid-stream (simulated endpoints stream slowly) ------------------------
 
 
+@pytest.mark.slow
 def test_disconnect_mid_stream_is_recorded_with_the_tokens_received(tmp_path, request):
-    src = (ROOT / "sophia.toml").read_text()
-    src = re.sub(r"ttft_ms = \d+", "ttft_ms = 20", src)
-    src = re.sub(r"tpot_ms = \d+", "tpot_ms = 40", src)
-    src = re.sub(r"error_rate = [\d.]+", "error_rate = 0.0\nreply_tokens = 400", src)
-    src += "\n[server]\nrefresh_interval_s = 0\n"
-    cfg = tmp_path / "sophia.toml"
-    cfg.write_text(src)
+    data = simulate(reference(), ttft_ms=20, tpot_ms=40, error_rate=0.0, reply_tokens=400)
+    data["server"] = {"refresh_interval_s": 0}
+    cfg = write_toml(tmp_path / "sophia.toml", data)
     server = Server(cfg, tmp_path / "log.duckdb")
     request.addfinalizer(server.kill)
     try:
@@ -787,14 +645,8 @@ def run_serve(tmp_path: Path, server: dict | None, *args: str) -> subprocess.Com
     if server is not None:
         data["server"] = server
     cfg = tmp_path / "sophia.toml"
-    cfg.write_text(to_toml(data))
-    return subprocess.run(
-        [sys.executable, "-m", "sophia.cli", "serve", "--config", str(cfg), "--db", str(tmp_path / "x.duckdb"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    write_toml(cfg, data)
+    return run_cli("serve", "--config", str(cfg), "--db", str(tmp_path / "x.duckdb"), *args, timeout=60)
 
 
 def one_line_error(out: subprocess.CompletedProcess, *words: str) -> None:
@@ -806,11 +658,13 @@ def one_line_error(out: subprocess.CompletedProcess, *words: str) -> None:
         assert w in line[0], line[0]
 
 
+@pytest.mark.slow
 def test_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
     out = run_serve(tmp_path, None, "--host", "0.0.0.0", "--port", str(free_port()))
     one_line_error(out, "0.0.0.0", "api_keys")
 
 
+@pytest.mark.slow
 def test_bad_server_settings_and_busy_port_are_one_line(tmp_path):
     out = run_serve(tmp_path, {"rate_limit_per_minute": -5}, "--port", str(free_port()))
     one_line_error(out, "server.rate_limit_per_minute", "-5")
@@ -819,200 +673,3 @@ def test_bad_server_settings_and_busy_port_are_one_line(tmp_path):
         s.listen()
         out = run_serve(tmp_path, {}, "--port", str(s.getsockname()[1]))
     one_line_error(out, "cannot listen")
-
-
-# --- units ----------------------------------------------------------------------------------------
-
-
-def test_settings_are_validated_like_the_rest_of_the_config():
-    s = parse_settings({})
-    assert s == ServerSettings() and s.aliases == ("sophia-auto",)
-    cfg = config_mod.parse(config_dict(closed_port_url()))
-    digest = hash_key("k")
-    bad = [
-        ({"nope": 1}, "server.nope is not a known setting"),
-        ({"api_keys": "abc"}, "server.api_keys"),
-        ({"api_keys": [{"id": "a", "sha256": "123"}]}, "server.api_keys[0].sha256"),
-        ({"api_keys": [{"id": "a", "key": "sk-123"}]}, "must not be written in the file"),
-        ({"api_keys": [{"id": "a", "sha256": digest}, {"id": "a", "sha256": hash_key("j")}]}, "distinct key ids"),
-        ({"max_body_bytes": 10}, "server.max_body_bytes = 10"),
-        ({"app_url": "localhost:8501"}, "server.app_url"),
-        ({"aliases": [PRIMARY]}, "server.aliases"),
-        ({"access_log": "yes"}, "server.access_log"),
-        ({"upstream_http": "curl"}, "server.upstream_http"),
-    ]
-    for raw, msg in bad:
-        with pytest.raises(ConfigError, match=re.escape(msg)):
-            parse_settings(raw, cfg)
-    s = parse_settings({"api_keys": [{"id": "a", "sha256": digest.upper(), "rate_limit_per_minute": 5}]}, cfg)
-    assert s.api_keys[0].sha256 == digest and s.api_keys[0].rate_limit_per_minute == 5
-
-
-def test_loopback_and_exposure():
-    assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"))
-    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
-    with pytest.raises(ConfigError, match="api_keys"):
-        check_exposure("0.0.0.0", ServerSettings())
-    check_exposure("127.0.0.1", ServerSettings())
-    check_exposure("0.0.0.0", parse_settings({"api_keys": [{"id": "a", "sha256": hash_key("k")}]}))
-
-
-def test_keys_and_bearer_tokens(capsys):
-    k = new_key()
-    assert k.startswith("sk-sophia-") and len(k) > 40
-    ring = KeyRing(parse_settings({"api_keys": [{"id": "a", "sha256": hash_key(k)}]}).api_keys)
-    assert ring.lookup(k).id == "a" and ring.lookup(k + "x") is None
-    assert bearer("Bearer abc") == "abc" and bearer("bearer  abc ") == "abc"
-    assert bearer("Basic abc") is None and bearer("Bearer ") is None and bearer(None) is None
-    assert apikeys_main(["team-x"]) == 0
-    out = capsys.readouterr().out
-    key = re.search(r"sk-sophia-\S+", out).group(0)
-    assert f'sha256 = "{hashlib.sha256(key.encode()).hexdigest()}"' in out
-    assert apikeys_main(["bad id!"]) == 2
-
-
-def test_rate_limiter_refills_over_time():
-    clock = FakeClock(0.0)
-    rl = RateLimiter(clock)
-    assert [rl.take("a", 3) for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = rl.take("a", 3)
-    assert wait == pytest.approx(20.0)  # one token every 20 s at 3 a minute
-    assert rl.take("b", 3) == 0.0  # keys are independent
-    clock.advance(20.0)
-    assert rl.take("a", 3) == 0.0 and rl.take("a", 3) > 0
-    assert rl.take("a", 0) == 0.0  # 0 = no limit
-
-
-@pytest.mark.parametrize(
-    "body, status, param",
-    [
-        (
-            {"model": "sophia-auto", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
-            400,
-            "messages[0].content[0].text",
-        ),
-        (
-            {"model": "sophia-auto", "messages": [{"role": "user", "content": [{"type": "image_url", "text": 1}]}]},
-            400,
-            "messages[0].content[0].text",
-        ),
-        ({"model": "sophia-auto", "messages": [{"role": "user", "content": "\\ud800"}]}, 400, "messages"),
-        ({"model": 5, "messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
-        ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
-        (
-            {"model": "sophia-auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": True},
-            400,
-            "max_tokens",
-        ),
-        (
-            {"model": "sophia-auto", "messages": [{"role": "user", "content": "hi"}], "stream_options": []},
-            400,
-            "stream_options",
-        ),
-    ],
-)
-def test_parse_chat_rejects(body, status, param):
-    raw = json.dumps(body).encode().replace(b"\\\\ud800", b"\\ud800")
-    with pytest.raises(ApiError) as e:
-        parse_chat(raw, ServerSettings(), frozenset({PRIMARY}), frozenset({"sophia-auto"}))
-    assert (e.value.status, e.value.param) == (status, param)
-
-
-def test_parse_chat_accepts_what_openai_clients_send():
-    body = {
-        "model": PRIMARY,
-        "messages": [
-            {"role": "system", "content": "s"},
-            {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {}}]},
-            {"role": "assistant", "content": None, "tool_calls": []},
-            {"role": "tool", "content": "r", "tool_call_id": "1"},
-        ],
-        "max_completion_tokens": 9,
-        "max_tokens": 3,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "n": 1,
-        "user": "u",
-        "top_p": 0.5,
-        "stop": ["x"],
-        "tools": [],
-        "extra_thing": {"a": 1},
-    }
-    call = parse_chat(json.dumps(body).encode(), ServerSettings(), frozenset({PRIMARY}), frozenset({"sophia-auto"}))
-    assert call.force_model == PRIMARY and call.max_tokens == 9 and call.stream and call.include_usage
-    assert call.ignored == ("user", "top_p", "stop", "tools", "extra_thing")
-
-
-# --- the lean transport behaves like httpx's own ----------------------------------------------------
-
-
-def outcome(backend, model: str, stream: bool):
-    from sophia.routing.backends.openai import BackendError
-
-    msgs = hello()
-    try:
-        if stream:
-            chunks = list(backend.stream(model, msgs, 20))
-            return ("ok", "".join(c.text for c in chunks), [c.usage for c in chunks if c.usage])
-        text, usage = backend.complete(model, msgs, 20)
-        return ("ok", text, usage)
-    except BackendError as e:
-        return ("error", e.kind, e.retryable, e.status)
-
-
-def test_fast_transport_matches_httpx_against_every_fault():
-    from sophia.routing.backends.openai import OpenAIBackend
-    from sophia.routing.backends.transport import FastTransport
-    from tests.conftest import make_config
-
-    with FakeOpenAI() as fake:
-        cfg = make_config(fake.base_url, failover={"timeout_s": 0.5, "connect_timeout_s": 0.5})
-        ep = cfg.endpoint("serverless")
-        plain = OpenAIBackend(ep, "sk-upstream", cfg.failover)
-        fast = OpenAIBackend(ep, "sk-upstream", cfg.failover, transport=FastTransport())
-        try:
-            for mode in ("ok", "no_usage", "http500", "http429", "http400", "cut", "malformed", "hang"):
-                for stream in (False, True):
-                    if mode == "hang" and stream:
-                        continue
-                    fake.mode = mode
-                    a, b = outcome(plain, PRIMARY, stream), outcome(fast, PRIMARY, stream)
-                    assert a == b, (mode, stream, a, b)
-            fake.mode = "ok"
-            assert fake.headers[-1]["Authorization"] == "Bearer sk-upstream"
-            assert fast.check() and plain.check()
-            # Many calls reuse one connection per thread.
-            for _ in range(20):
-                assert outcome(fast, PRIMARY, False)[0] == "ok"
-        finally:
-            plain.close()
-            fast.close()
-        closed = make_config(closed_port_url(), failover={"connect_timeout_s": 0.5}).endpoint("serverless")
-        a = OpenAIBackend(closed, None, cfg.failover)
-        b = OpenAIBackend(closed, None, cfg.failover, transport=FastTransport())
-        assert outcome(a, PRIMARY, False) == outcome(b, PRIMARY, True) == ("error", "connect", True, None)
-        assert not b.check()
-
-
-# --- a reply that is not valid Unicode ---------------------------------------------------------
-
-
-def test_a_reply_with_a_lone_surrogate_is_still_recorded(tmp_path):
-    from sophia.log.writer import Writer
-    from sophia.routing.router import ChatRequest, Router
-    from tests.conftest import make_config, read_rows
-
-    with FakeOpenAI(reply="broken \ud800 text") as fake:
-        cfg = make_config(fake.base_url, privacy={"store_prompts": "on"})
-        db = Database(tmp_path / "t.duckdb")
-        writer = Writer(db, 0.01)
-        router = Router(cfg, writer)
-        try:
-            ok = router.chat(ChatRequest(hello(), source="api"))
-            assert ok.ok and "\ud800" in ok.text
-            router.chat(ChatRequest(hello("another"), source="api"))
-            assert len(read_rows(writer, db)) == 2
-        finally:
-            router.close()
-            writer.close()
-            db.close()

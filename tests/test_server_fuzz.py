@@ -16,13 +16,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # a server process and hundreds of requests
 pytest.importorskip("hypothesis", reason="hypothesis is in the dev extra (pip install -e '.[dev]')")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.conftest import DEDICATED_MODEL, SERVERLESS_MODELS, config_dict  # noqa: E402
 from tests.fakeopenai import FakeOpenAI  # noqa: E402
-from tests.test_server import Server, log_rows, to_toml  # noqa: E402
+from tests.helpers import DEDICATED_MODEL, SERVERLESS_MODELS, Server, config_dict, log_rows, write_toml  # noqa: E402
 
 ROUTED = {200, 502, 504}  # answered after routing (and so recorded)
 REJECTED = {400, 404, 413}  # refused before routing (not recorded)
@@ -101,7 +101,7 @@ def served(tmp_path_factory) -> Iterator[dict]:
         data["cache"]["enabled"] = True
         data["server"] = {"max_body_bytes": 16_384, "refresh_interval_s": 0}
         cfg = tmp / "sophia.toml"
-        cfg.write_text(to_toml(data))
+        write_toml(cfg, data)
         server = Server(cfg, tmp / "log.duckdb")
         state = {
             "server": server,

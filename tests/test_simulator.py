@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from argparse import Namespace
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,20 +12,20 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from sophia import config
+from sophia import sim
 from sophia.analysis import replay
 from sophia.ingest import demo, importers
 from sophia.log.db import Database
 from sophia.money import pricing
 from sophia.sim import fleet as fleet_mod
 from sophia.sim import queueing
-from sophia.sim import simulator as sim
 from sophia.sim import workload as traffic_mod
 from sophia.sim.fleet import Fleet, GPUPool
+from tests.helpers import reference, reference_config, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "traces"
-CFG = config.load(ROOT / "sophia.toml")
+CFG = reference_config()
 PAGE = str(ROOT / "pages" / "simulator.py")
 APP = ROOT / "app.py"
 
@@ -78,6 +77,7 @@ def _poisson_exponential(c: int, rho: float, n: int, seed: int) -> traffic_mod.W
     return traffic_mod.Workload(t, z, tokens, z, z, tokens.copy(), {}, float(t[-1]) + 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rho", "n"), [(0.5, 600_000), (0.8, 1_000_000), (0.95, 4_000_000)])
 def test_des_matches_erlang_c(rho, n):
     """c servers, one request each (no batching slowdown), Poisson arrivals, exponential service:
@@ -105,6 +105,7 @@ def test_erlang_formulas():
         assert q["p_wait"][i] == pytest.approx(pw) and q["mean_wait"][i] == pytest.approx(mw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rho", [0.6, 1.0, 2.0])
 def test_balking_model_matches_the_simulation(rho):
     """The fluid model's M/M/k with balking at the wait budget (any load) against the DES."""
@@ -293,6 +294,7 @@ def test_thirty_day_projection_at_one_minute(bursty):
 # --- optimizer, break-even, reference --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_optimizer_finds_the_cheapest_fleet_meeting_the_target(bursty):
     seen = []
     opt = sim.optimize(
@@ -409,7 +411,7 @@ def test_azure_traces_simulate_end_to_end(tmp_path, name):
 # --- the CLI function ----------------------------------------------------------------------------
 
 
-def _args(**kw) -> Namespace:
+def _args(**kw) -> sim.SimRequest:
     base = dict(
         source=None,
         profile=None,
@@ -422,9 +424,10 @@ def _args(**kw) -> Namespace:
         policy="router",
         optimize=False,
     )
-    return Namespace(**(base | kw))
+    return sim.SimRequest(**(base | kw))
 
 
+@pytest.mark.slow
 def test_simulate_command(demo_db, tmp_path):
     db = demo_db["db"]
     data, text = sim.simulate_command(_args(gpus=2, policy="dedicated-first", scale=2.0), CFG, db)
@@ -461,8 +464,7 @@ def test_simulate_command(demo_db, tmp_path):
 
 @pytest.fixture
 def page_env(tmp_path, monkeypatch):
-    cfg_path = tmp_path / "sophia.toml"
-    cfg_path.write_text((ROOT / "sophia.toml").read_text())
+    cfg_path = write_toml(tmp_path / "sophia.toml", reference())
     db_path = tmp_path / "page.duckdb"
     db = Database(db_path)
     demo.write(db, demo.generate(CFG, 3000, 2, seed=1))
@@ -516,8 +518,7 @@ def test_page_with_a_preset_and_a_saved_scenario(page_env):
 
 
 def test_page_simulates_a_synthetic_profile_on_an_empty_log(tmp_path, monkeypatch):
-    cfg_path = tmp_path / "sophia.toml"
-    cfg_path.write_text((ROOT / "sophia.toml").read_text())
+    cfg_path = write_toml(tmp_path / "sophia.toml", reference())
     monkeypatch.setenv("SOPHIA_CONFIG", str(cfg_path))
     monkeypatch.setenv("SOPHIA_DB", str(tmp_path / "empty.duckdb"))
     st.cache_data.clear()
@@ -547,3 +548,25 @@ def test_page_says_what_is_wrong_with_an_impossible_input(page_env):
     assert not at.exception, [e.value for e in at.exception]
     said = "\n".join(str(e.value) for e in at.error)
     assert "hourly price" in said and "never free" in said
+
+
+def test_scenario_export_makes_a_formula_name_inert(bursty):
+    """A scenario named like a spreadsheet formula is exported as text, not as a formula."""
+    from sophia.sim import scenarios
+
+    f = fleet(1)
+    rep = sim.SimReport(
+        sim.SimRequest(),
+        bursty,
+        f,
+        des=sim.simulate(bursty, CFG, f, "dedicated-first"),
+        month=sim.project(bursty, CFG, f, "dedicated-first"),
+    )
+    name = '=HYPERLINK("http://x.example","click")'
+    saved = {name: scenarios.scenario(rep, "h100", 2.99)}
+    for frame in (scenarios.export_frame(saved, rep, None), scenarios.export_frame({}, rep, name)):
+        text = scenarios.csv_bytes(frame).decode()
+        lines = text.splitlines()
+        assert lines[0].startswith("scenario,")
+        assert not lines[1].startswith("=") and not lines[1].startswith('"=')
+        assert "HYPERLINK" in lines[1]

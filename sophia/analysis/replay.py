@@ -16,12 +16,10 @@ import pandas as pd
 
 from sophia.config import Config
 from sophia.ingest import importers
-from sophia.log.stats import where
-from sophia.money import pricing
+from sophia.log import traffic
+from sophia.money import periods, pricing
 from sophia.routing import policy
 from sophia.routing.backends import simulated
-
-RUNTIME_ONLY = policy.RUNTIME_REASONS
 
 
 @dataclass
@@ -54,22 +52,8 @@ class Traffic:
 
 
 def load(cur, sources=None, start: datetime | None = None, end: datetime | None = None) -> Traffic:
-    clause, params = where(sources, start, end)
-    words = [
-        r[0]
-        for r in cur.execute(
-            f"SELECT DISTINCT unnest(keywords) FROM requests WHERE {clause} ORDER BY 1", params
-        ).fetchall()
-    ]
-    flags = "".join(
-        ", list_contains(keywords, '{}') AS w{}".format(w.replace("'", "''"), i) for i, w in enumerate(words)
-    )
-    q = f"""SELECT ts, prompt_chars, est_prompt_tokens, max_tokens, coalesce(prompt_tokens, 0) AS pt,
-                   coalesce(completion_tokens, 0) AS ct, latency_ms, tier = 'dedicated' AS ded,
-                   reason IN ({", ".join(f"'{r}'" for r in RUNTIME_ONLY)}) AS rt,
-                   coalesce(policy_version, -1) AS pv, endpoint, request_id {flags}
-            FROM requests WHERE {clause} ORDER BY ts, request_id"""
-    df = cur.execute(q, params).fetchnumpy()
+    """A selection of the log (sources, [start, end)) as columns, in (ts, request_id) order."""
+    words, df, lab = traffic.read(cur, sources, start, end)
     n = len(df["ts"])
     t = Traffic(
         n=n,
@@ -87,11 +71,6 @@ def load(cur, sources=None, start: datetime | None = None, end: datetime | None 
         endpoint=np.asarray(df["endpoint"], dtype=object),
     )
     t.labelled = np.zeros(n, dtype=bool)
-    lab = cur.execute(
-        f"""SELECT l.request_id, l.model, l.correct, coalesce(l.completion_tokens, -1) AS tok
-            FROM request_labels l JOIN requests USING (request_id) WHERE {clause}""",
-        params,
-    ).df()
     if len(lab):
         index = pd.Series(np.arange(n), index=pd.Index(df["request_id"]))
         for model, g in lab.groupby("model"):
@@ -390,10 +369,10 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
 
 
 def monthly(cost: float, t: Traffic) -> float:
-    """A selection's cost scaled to 30 days of the same traffic."""
+    """A selection's cost scaled to a month (`periods.MONTH_DAYS`) of the same traffic."""
     start, end = t.span
-    days = max(((end - start).total_seconds() / 86_400) if start else 0.0, 1 / 24)
-    return cost * 30 / days
+    days = max(((end - start).total_seconds() / periods.DAY_S) if start else 0.0, 1 / 24)
+    return periods.per_month(cost, days)
 
 
 def threshold_for_share(sweep_df: pd.DataFrame, share: float) -> float:
@@ -404,7 +383,7 @@ def threshold_for_share(sweep_df: pd.DataFrame, share: float) -> float:
 def threshold_for_budget(sweep_df: pd.DataFrame, t: Traffic, cfg: Config, budget_usd: float) -> float | None:
     """The threshold with the best quality (else the most serverless) whose monthly cost —
     metered spend plus every GPU-hour — fits the budget; None when none does."""
-    fixed = pricing.hourly_fixed(cfg.endpoints) * 24 * 30
+    fixed = pricing.hourly_fixed(cfg.endpoints) * periods.MONTH_HOURS
     cost = sweep_df["metered_cost_usd"].map(lambda c: monthly(c, t)) + fixed
     ok = sweep_df[cost <= budget_usd]
     if ok.empty:

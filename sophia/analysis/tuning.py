@@ -13,7 +13,7 @@ import pandas as pd
 from sophia.analysis import replay
 from sophia.config import Config, KeywordGroup
 from sophia.log import versions
-from sophia.routing import policy
+from sophia.vocab import Tier
 
 
 def propose(
@@ -55,7 +55,7 @@ class Comparison:
     changed: int  # records whose tier differs between the two policies
     to_dedicated: int
     to_serverless: int
-    monthly_current: float  # metered + GPU-hours, scaled to 30 days
+    monthly_current: float  # metered + GPU-hours, scaled to a month (periods.MONTH_DAYS)
     monthly_proposed: float
 
 
@@ -83,7 +83,7 @@ def compare(
 
 
 def _dedicated(code: np.ndarray, targets) -> np.ndarray:
-    ded = np.array([tg[0] == policy.DEDICATED for tg in targets])
+    ded = np.array([tg[0] == Tier.DEDICATED for tg in targets])
     return ded[code] if len(code) else np.zeros(0, dtype=bool)
 
 

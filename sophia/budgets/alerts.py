@@ -8,9 +8,9 @@ comes from the environment and is never logged (it often carries a token).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +21,7 @@ import httpx
 from sophia.budgets.model import Budget
 from sophia.log.db import Database, DatabaseBusy, DatabaseError
 
-KINDS = ("soft", "hard", "forecast")
+logger = logging.getLogger(__name__)
 
 
 def message(b: Budget, kind: str, spent: float) -> str:
@@ -46,6 +46,11 @@ def record(cur, b: Budget, kind: str, period_start: datetime, spent: float, now:
         [b.name, kind, period_start, now, spent, b.amount_usd, message(b, kind, spent)],
     )
     return True
+
+
+def raised(cur) -> list[tuple[str, str, datetime]]:
+    """(budget, kind, period start) of every alert already raised, by any process."""
+    return cur.execute("SELECT budget, kind, period_start FROM alerts").fetchall()
 
 
 def recent(cur, limit: int = 50) -> list[dict]:
@@ -112,7 +117,7 @@ class Notifier:
                 with self.db.cursor() as cur:
                     new = record(cur, b, kind, start, spent, now)
             except (DatabaseBusy, DatabaseError) as e:
-                print(f"sophia: alert for budget '{b.name}' not recorded: {e}", file=sys.stderr)
+                logger.warning("alert for budget '%s' not recorded: %s", b.name, e)
                 new = True  # still tell the webhook: an alert must not vanish with the file busy
             if not new:
                 continue
@@ -125,8 +130,8 @@ class Notifier:
                             "UPDATE alerts SET delivered = ? WHERE budget = ? AND kind = ? AND period_start = ?",
                             [ok, b.name, kind, start],
                         )
-                except (DatabaseBusy, DatabaseError):
-                    pass
+                except (DatabaseBusy, DatabaseError) as e:  # the alert itself is recorded
+                    logger.warning("delivery of the alert for budget '%s' not recorded: %s", b.name, e)
 
     def _post(self, b: Budget, kind: str, start: datetime, spent: float, now: datetime) -> bool:
         body = {
@@ -152,7 +157,7 @@ class Notifier:
             if attempt + 1 < self.retries:
                 self.sleep(self.backoff_s * 2**attempt)
         self.failed += 1
-        print(f"sophia: alert webhook failed after {self.retries} tries ({why})", file=sys.stderr)
+        logger.warning("alert webhook failed after %d tries (%s)", self.retries, why)
         return False
 
 

@@ -19,8 +19,9 @@ from sophia.budgets import model as bmod
 from sophia.config import Config
 from sophia.money import pricing
 from sophia.routing import policy
+from sophia.vocab import BudgetAction, Reason, Tier
 
-_SEVERITY = {None: 0, "downgrade": 1, "dedicated-only": 2, "block": 3}
+_SEVERITY = {None: 0, BudgetAction.DOWNGRADE: 1, BudgetAction.DEDICATED_ONLY: 2, BudgetAction.BLOCK: 3}
 
 
 def _utcnow() -> datetime:
@@ -117,7 +118,7 @@ class BudgetGuard:
         a character at most four, plus a few tokens of framing a message. A bound, not a
         guess, so that no settled request can take spend past a hard limit.
         """
-        if cfg.endpoint(endpoint).tier != policy.SERVERLESS:
+        if cfg.endpoint(endpoint).tier != Tier.SERVERLESS:
             return 0.0
         f = d.features
         prompt_bound = 4 * f.prompt_chars + 8 * f.n_messages
@@ -163,43 +164,76 @@ class BudgetGuard:
         with self._lock:
             now = self.now()
             self._roll(now)
-            st, limited_by, memo = state, None, {}
-            for _ in range(3):  # pressure can move the request once or twice, never back
-                if d.refused:
-                    break
-                action, by, soft = self._pressure(d.tier, d.endpoint, d.model, self.estimate(d, cfg), source, now, memo)
-                stronger = _SEVERITY[action] > _SEVERITY[st.budget_action] or (soft and not st.budget_soft)
-                if not stronger:
-                    break
-                if _SEVERITY[action] > _SEVERITY[st.budget_action]:
-                    limited_by = by
-                    st = replace(st, budget_action=action)
-                st = replace(st, budget_soft=st.budget_soft or soft)
-                d = decide(st)
-            kept, covering, est = [], {}, 0.0
-            for endpoint, model in d.chain:
-                tier = cfg.endpoint(endpoint).tier
-                hop_est = self.hop_estimate(d, endpoint, model, cfg) if tier == policy.SERVERLESS else 0.0
-                action, by, _ = self._pressure(tier, endpoint, model, hop_est, source, now, memo)
-                if action == "block" or (action == "dedicated-only" and tier == policy.SERVERLESS):
-                    limited_by = limited_by or by
-                    continue
-                kept.append((endpoint, model))
-                est = max(est, hop_est)
-                for b in self._matching(tier, endpoint, model, source):
-                    covering[b.name] = b
-            if not d.refused and not kept:
-                d = replace(d, chain=(), refused=True, reason="budget")
-            elif not d.refused and kept[0] != d.chain[0]:
-                (endpoint, model), tier = kept[0], cfg.endpoint(kept[0][0]).tier
-                d = replace(d, tier=tier, endpoint=endpoint, model=model, reason="budget", chain=tuple(kept))
-            elif not d.refused and len(kept) != len(d.chain):
-                d = replace(d, chain=tuple(kept))
+            memo: dict[str, float] = {}  # each budget's committed spend, for this admission
+            d, limited_by = self._under_pressure(decide, d, state, source, cfg, now, memo)
+            kept, covering, est, blocked_by = self._allowed_chain(d, source, cfg, now, memo)
+            d = self._restrict(d, kept, cfg)
             if d.refused:
                 est, covering = 0.0, {}
             for name in covering:
                 self._ledgers[name].reserved += est
-            return d, Reservation(est, tuple(covering), limited_by)
+            return d, Reservation(est, tuple(covering), limited_by or blocked_by)
+
+    def _under_pressure(
+        self,
+        decide: Callable[[policy.RuntimeState], policy.Decision],
+        d: policy.Decision,
+        st: policy.RuntimeState,
+        source: str,
+        cfg: Config,
+        now: datetime,
+        memo: dict[str, float],
+    ) -> tuple[policy.Decision, str | None]:
+        """Decide again while the chosen place's budgets press harder than the state says;
+        returns the decision and the budget whose hard limit changed it."""
+        limited_by = None
+        for _ in range(3):  # pressure can move the request once or twice, never back
+            if d.refused:
+                break
+            action, by, soft = self._pressure(d.tier, d.endpoint, d.model, self.estimate(d, cfg), source, now, memo)
+            harder = _SEVERITY[action] > _SEVERITY[st.budget_action]
+            if not harder and not (soft and not st.budget_soft):
+                break
+            if harder:
+                limited_by = by
+                st = replace(st, budget_action=action)
+            st = replace(st, budget_soft=st.budget_soft or soft)
+            d = decide(st)
+        return d, limited_by
+
+    def _allowed_chain(
+        self, d: policy.Decision, source: str, cfg: Config, now: datetime, memo: dict[str, float]
+    ) -> tuple[list[tuple[str, str]], dict[str, bmod.Budget], float, str | None]:
+        """The places of the failover chain no budget forbids, the budgets covering them, the
+        largest estimate among them, and the first budget that forbade a place."""
+        kept, covering, est, blocked_by = [], {}, 0.0, None
+        for endpoint, model in d.chain:
+            tier = cfg.endpoint(endpoint).tier
+            hop_est = self.hop_estimate(d, endpoint, model, cfg) if tier == Tier.SERVERLESS else 0.0
+            action, by, _ = self._pressure(tier, endpoint, model, hop_est, source, now, memo)
+            if action == BudgetAction.BLOCK or (action == BudgetAction.DEDICATED_ONLY and tier == Tier.SERVERLESS):
+                blocked_by = blocked_by or by
+                continue
+            kept.append((endpoint, model))
+            est = max(est, hop_est)
+            for b in self._matching(tier, endpoint, model, source):
+                covering[b.name] = b
+        return kept, covering, est, blocked_by
+
+    @staticmethod
+    def _restrict(d: policy.Decision, kept: list[tuple[str, str]], cfg: Config) -> policy.Decision:
+        """The decision with its chain cut to the places kept: refused if none is left, moved
+        to the first one left if its first choice was forbidden."""
+        if d.refused:
+            return d
+        if not kept:
+            return replace(d, chain=(), refused=True, reason=Reason.BUDGET)
+        if kept[0] != d.chain[0]:
+            (endpoint, model), tier = kept[0], cfg.endpoint(kept[0][0]).tier
+            return replace(d, tier=tier, endpoint=endpoint, model=model, reason=Reason.BUDGET, chain=tuple(kept))
+        if len(kept) != len(d.chain):
+            return replace(d, chain=tuple(kept))
+        return d
 
     def settle(
         self, r: Reservation, tier: str | None, endpoint: str | None, model: str | None, metered_usd: float, source: str
@@ -220,9 +254,6 @@ class BudgetGuard:
                 led.own += metered_usd
                 crossed += self._crossings(b, led, self._spent(b, led, now))
         self._notify(crossed)
-
-    def _covering(self, d: policy.Decision, source: str) -> list[bmod.Budget]:
-        return self._matching(d.tier, d.endpoint, d.model, source)
 
     def _matching(self, tier: str, endpoint: str, model: str, source: str) -> list[bmod.Budget]:
         """The budgets covering a place to serve, memoized: they only change with the budgets."""

@@ -9,145 +9,23 @@ per-request shares are not added on top: they are the same GPU-hours seen per re
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from sophia.config import Config, ConfigError
+from sophia.config import Config
+from sophia.config.budgets import AlertSettings, Budget, check_scope, parse_budget, zone  # noqa: F401  (budgets API)
 from sophia.money import pricing
+from sophia.money.periods import bounds as period_bounds  # noqa: F401  (the guard and pages bound periods here)
 
-PERIODS = ("day", "week", "month")
-ACTIONS = ("downgrade", "dedicated-only", "block")
-SCOPE_KINDS = ("global", "tier", "endpoint", "model")
-LIVE_SOURCES = ("playground", "cli", "api")
 STATES = ("ok", "soft", "hard")
 
 
-@dataclass(frozen=True)
-class Budget:
-    name: str
-    scope: str  # "global", "tier:serverless", "endpoint:NAME", "model:NAME"
-    period: str
-    amount_usd: float
-    soft_limit: float = 0.8
-    action: str = "downgrade"
-    sources: tuple[str, ...] = LIVE_SOURCES
-
-    @property
-    def scope_kind(self) -> str:
-        return self.scope.split(":", 1)[0]
-
-    @property
-    def scope_value(self) -> str | None:
-        return self.scope.split(":", 1)[1] if ":" in self.scope else None
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["sources"] = list(self.sources)
-        return d
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    timezone: str = "UTC"
-    webhook_url_env: str | None = None
-    forecast_window_hours: float = 24.0
-
-
-# --- validation ---------------------------------------------------------------------------
-
-
-def _fail(key: str, value, allowed: str) -> ConfigError:
-    return ConfigError(f"{key} = {value!r} is not allowed: expected {allowed}")
-
-
-def parse_budget(raw: dict, cfg: Config, where: str = "budgets") -> Budget:
-    """A validated budget from a TOML table, a page form or the CLI."""
-    if not isinstance(raw, dict):
-        raise _fail(where, raw, "a table with name, scope, period, amount_usd")
-    known = {"name", "scope", "period", "amount_usd", "soft_limit", "action", "sources"}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{where}.{key} is not a known setting: expected one of {', '.join(sorted(known))}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 80:
-        raise _fail(f"{where}.name", name, "a name of 1 to 80 characters")
-    p = f"budgets.{name}."
-    scope = raw.get("scope", "global")
-    check_scope(scope, cfg, p + "scope")
-    period = raw.get("period", "month")
-    if period not in PERIODS:
-        raise _fail(p + "period", period, "one of " + ", ".join(PERIODS))
-    amount = raw.get("amount_usd")
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount) or amount <= 0:
-        raise _fail(p + "amount_usd", amount, "an amount in USD > 0")
-    soft = raw.get("soft_limit", 0.8)
-    if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0 < soft <= 1:
-        raise _fail(p + "soft_limit", soft, "a share of the amount, > 0 and <= 1 (0.8 = 80%)")
-    action = raw.get("action", "downgrade")
-    if action not in ACTIONS:
-        raise _fail(p + "action", action, "one of " + ", ".join(ACTIONS))
-    sources = raw.get("sources", list(LIVE_SOURCES))
-    if not (isinstance(sources, (list, tuple)) and sources and all(isinstance(s, str) and s for s in sources)):
-        raise _fail(p + "sources", sources, "a non-empty list of sources, e.g. ['playground', 'cli', 'api']")
-    return Budget(name.strip(), scope, period, float(amount), float(soft), action, tuple(sources))
-
-
-def check_scope(scope, cfg: Config, key: str = "scope") -> None:
-    allowed = "global, tier:serverless, tier:dedicated, endpoint:NAME or model:NAME"
-    if not isinstance(scope, str):
-        raise _fail(key, scope, allowed)
-    kind, _, value = scope.partition(":")
-    if kind not in SCOPE_KINDS or (kind == "global") != (value == ""):
-        raise _fail(key, scope, allowed)
-    if kind == "tier" and value not in ("serverless", "dedicated"):
-        raise _fail(key, scope, "tier:serverless or tier:dedicated")
-    if kind == "endpoint" and value not in {e.name for e in cfg.endpoints}:
-        raise _fail(key, scope, "endpoint: one of " + ", ".join(e.name for e in cfg.endpoints))
-    if kind == "model" and value not in {m for e in cfg.endpoints for m in e.models}:
-        raise _fail(key, scope, "model: one of " + ", ".join(sorted({m for e in cfg.endpoints for m in e.models})))
-
-
-def parse_alerts(raw: dict) -> AlertSettings:
-    if not isinstance(raw, dict):
-        raise _fail("alerts", raw, "an [alerts] table")
-    known = {"timezone", "webhook_url_env", "forecast_window_hours"}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"alerts.{key} is not a known setting: expected one of {', '.join(sorted(known))}")
-    tz = raw.get("timezone", "UTC")
-    zone(tz, "alerts.timezone")
-    env = raw.get("webhook_url_env")
-    if env is not None and (not isinstance(env, str) or not env.strip()):
-        raise _fail("alerts.webhook_url_env", env, "the name of an environment variable holding the webhook URL")
-    if "webhook_url" in raw:
-        raise ConfigError("alerts.webhook_url must not be written in the file: set webhook_url_env instead")
-    window = raw.get("forecast_window_hours", 24.0)
-    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 1 <= window <= 24 * 90:
-        raise _fail("alerts.forecast_window_hours", window, "a number of hours from 1 to 2160")
-    return AlertSettings(tz, env, float(window))
-
-
-def zone(name: str, key: str = "timezone") -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise _fail(key, name, "an IANA time zone such as 'UTC' or 'Europe/Paris'") from None
-
-
 def from_config(cfg: Config) -> tuple[list[Budget], AlertSettings]:
-    raw = cfg.extra.get("budgets", [])
-    if not isinstance(raw, list):
-        raise _fail("budgets", raw, "[[budgets]] tables")
-    budgets = [parse_budget(b, cfg, f"budgets[{i}]") for i, b in enumerate(raw)]
-    names = [b.name for b in budgets]
-    if len(set(names)) != len(names):
-        raise _fail("budgets.name", sorted(n for n in names if names.count(n) > 1)[0], "unique budget names")
-    return budgets, parse_alerts(cfg.extra.get("alerts", {}))
+    """The budgets and alert settings of the file (checked when it was loaded)."""
+    return list(cfg.budgets), cfg.alerts
 
 
 def to_json(budgets: Sequence[Budget]) -> str:
@@ -181,39 +59,16 @@ def fixed_endpoints(b: Budget, cfg: Config) -> list:
     ]
 
 
-def scope_sql(b: Budget) -> tuple[str, list]:
-    """SQL selecting the log rows whose metered spend counts toward `b`."""
-    kind, value = b.scope_kind, b.scope_value
-    clause = {"global": "TRUE", "tier": "tier = ?", "endpoint": "endpoint = ?", "model": "model = ?"}[kind]
-    params = [] if kind == "global" else [value]
-    clause += f" AND source IN ({', '.join('?' for _ in b.sources)})"
-    return clause, params + list(b.sources)
+def scope_facets(b: Budget) -> dict[str, tuple[str, ...]]:
+    """The log facet `b`'s scope selects on (none for a global budget), for `log.filters.where`."""
+    return {} if b.scope_kind == "global" else {b.scope_kind: (b.scope_value,)}
 
 
-# --- periods ----------------------------------------------------------------------------
-
-
-def period_bounds(period: str, at_utc: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The calendar period holding `at_utc` (naive UTC), as naive UTC [start, end)."""
-    local = at_utc.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz)
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-    if period == "day":
-        start, end = day, day + timedelta(days=1)
-    elif period == "week":  # ISO weeks start on Monday
-        start = day - timedelta(days=day.weekday())
-        end = start + timedelta(days=7)
-    else:
-        start = day.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-
-    def utc(t: datetime) -> datetime:  # local wall time -> naive UTC, across DST changes
-        return t.replace(tzinfo=tz).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
-
-    return utc(start), utc(end)
+# --- spend in a period ------------------------------------------------------------------
 
 
 def fixed_hourly(b: Budget, cfg: Config) -> float:
-    return sum(e.hourly_usd for e in fixed_endpoints(b, cfg))
+    return pricing.hourly_fixed(fixed_endpoints(b, cfg))
 
 
 def fixed_accrued(b: Budget, cfg: Config, start: datetime, now: datetime, hourly: float | None = None) -> float:

@@ -8,17 +8,19 @@ current one), busy or idle, so a period whose GPUs served nothing still shows wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from sophia.budgets.model import PERIODS
 from sophia.config import Config
+from sophia.log import metered
 from sophia.log.export import frame_csv
-from sophia.money import pricing
+from sophia.log.metered import GROUPS
+from sophia.money import periods, pricing
+from sophia.money.periods import PERIODS
+from sophia.vocab import Tier
 
-GROUPS = ("tier", "endpoint", "model")
 COLUMNS = (
     "period_start",
     "tier",
@@ -42,21 +44,9 @@ def _check(by: str, groups: Sequence[str]) -> list[str]:
     return [g for g in GROUPS if g in groups]  # a fixed column order whatever the order asked
 
 
-def _next(start: datetime, by: str) -> datetime:
-    if by == "day":
-        return start + timedelta(days=1)
-    if by == "week":
-        return start + timedelta(days=7)
-    return (start + timedelta(days=32)).replace(day=1)
-
-
 def _fixed(e, start_local: datetime, end_local: datetime, tz: ZoneInfo, now: datetime) -> float:
     """An endpoint's GPU-hours in a local period: all of it once over, its started hours before."""
-
-    def utc(t: datetime) -> datetime:
-        return t.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
-
-    start, end = utc(start_local), utc(end_local)
+    start, end = periods.local_to_utc(start_local, tz), periods.local_to_utc(end_local, tz)
     return pricing.fixed_cost([e], start, min(max(now, start), end), whole_hours=True)
 
 
@@ -73,20 +63,7 @@ def spend(
     groups = _check(by, groups)
     zone = ZoneInfo(tz)
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    cols = ", ".join(groups)
-    where, params = "TRUE", []
-    if sources:
-        where = f"source IN ({', '.join('?' for _ in sources)})"
-        params = list(sources)
-    sel = f", {cols}" if groups else ""
-    df = cur.execute(
-        f"""SELECT date_trunc('{by}', timezone(?, timezone('UTC', ts))) AS period_start{sel},
-                   count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
-                   coalesce(sum(completion_tokens), 0) AS completion_tokens,
-                   coalesce(sum(metered_cost_usd), 0) AS metered_cost_usd
-            FROM requests WHERE {where} GROUP BY ALL""",
-        [tz, *params],
-    ).df()
+    df = metered.by_period(cur, by, groups, sources, tz)
     if df.empty:
         return pd.DataFrame(columns=["period_start", *groups, *COLUMNS[4:]])
     # Fixed spend: each dedicated endpoint's hours in each period, under the group it belongs to.
@@ -94,9 +71,9 @@ def spend(
     fixed_rows = []
     start = first
     while start <= last:
-        end = _next(start, by)
-        for e in cfg.tier_endpoints("dedicated"):
-            key = {"tier": "dedicated", "endpoint": e.name, "model": e.models[0]}
+        end = periods.next_start(start, by)
+        for e in cfg.tier_endpoints(Tier.DEDICATED):
+            key = {"tier": Tier.DEDICATED, "endpoint": e.name, "model": e.models[0]}
             fixed_rows.append(
                 {
                     "period_start": start,

@@ -1,5 +1,5 @@
-"""The `sophia` command line: the parser and one function per command."""
+"""The `sophia` command line: the parser (parser.py), the commands grouped by job, and `main`."""
 
-from sophia.cli.commands import main
+from sophia.cli.dispatch import main
 
 __all__ = ["main"]

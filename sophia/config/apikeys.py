@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sophia.config import ConfigError, _check_keys, _fail, _int, _str
+from sophia.config.checks import ConfigError, check_keys, fail, integer, text
 
 PREFIX = "sk-sophia-"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -39,38 +39,38 @@ def parse(raw: object, prefix: str = "server.") -> tuple[ApiKey, ...]:
     """Validate the `api_keys` list of the [server] table."""
     key = prefix + "api_keys"
     if not isinstance(raw, list):
-        raise _fail(key, raw, 'a list of { id = "name", sha256 = "<hex of sha256(key)>" } tables')
+        raise fail(key, raw, 'a list of { id = "name", sha256 = "<hex of sha256(key)>" } tables')
     out: list[ApiKey] = []
     for i, t in enumerate(raw):
         p = f"{key}[{i}]."
         if not isinstance(t, dict):
-            raise _fail(f"{key}[{i}]", t, '{ id = "name", sha256 = "<hex>" }')
+            raise fail(f"{key}[{i}]", t, '{ id = "name", sha256 = "<hex>" }')
         if "key" in t or "api_key" in t:
             raise ConfigError(
                 f'{p}key must not be written in the file: store sha256 = "<hex>" '
                 "(python -m sophia.apikeys NAME prints it)"
             )
-        _check_keys(t, {"id", "sha256", "rate_limit_per_minute"}, p)
-        kid = _str(t, "id", p, None)
+        check_keys(t, {"id", "sha256", "rate_limit_per_minute"}, p)
+        kid = text(t, "id", p, None)
         if kid is None:
             raise ConfigError(f'{p}id is missing: name the key, e.g. id = "team-a"')
         if not KEY_ID.fullmatch(kid):
-            raise _fail(p + "id", kid, "1-64 letters, digits or . _ @ : - (starting with a letter or digit)")
-        digest = _str(t, "sha256", p, None)
+            raise fail(p + "id", kid, "1-64 letters, digits or . _ @ : - (starting with a letter or digit)")
+        digest = text(t, "sha256", p, None)
         if digest is None:
             raise ConfigError(f"{p}sha256 is missing: python -m sophia.apikeys {kid} prints a key and its hash")
         digest = digest.lower()
         if not _HEX64.fullmatch(digest):
-            raise _fail(p + "sha256", t["sha256"], "64 hexadecimal digits (the SHA-256 of the key)")
-        limit = _int(t, "rate_limit_per_minute", p, None, 0, 10_000_000) if "rate_limit_per_minute" in t else None
+            raise fail(p + "sha256", t["sha256"], "64 hexadecimal digits (the SHA-256 of the key)")
+        limit = integer(t, "rate_limit_per_minute", p, None, 0, 10_000_000) if "rate_limit_per_minute" in t else None
         out.append(ApiKey(kid, digest, limit))
     ids = [k.id for k in out]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise _fail(key + ".id", dupes[0], "distinct key ids")
+        raise fail(key + ".id", dupes[0], "distinct key ids")
     hashes = [k.sha256 for k in out]
     if len(set(hashes)) != len(hashes):
-        raise _fail(key + ".sha256", next(h for h in hashes if hashes.count(h) > 1), "a different hash for each key")
+        raise fail(key + ".sha256", next(h for h in hashes if hashes.count(h) > 1), "a different hash for each key")
     return tuple(out)
 
 

@@ -18,6 +18,7 @@ from sophia.log.db import Database
 from sophia.money import pricing
 from sophia.routing import features, policy
 from sophia.routing.backends import simulated
+from sophia.vocab import Reason, Source, Status
 
 TEMPLATES = (
     "Hello! How are you today?",
@@ -85,8 +86,8 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
             paths[i] = [endpoint[i], nxt_ep]
             endpoint[i], model[i] = nxt_ep, nxt_model
             tier[i] = cfg.endpoint(nxt_ep).tier
-            reason[i] = "failover"
-    status = np.where(error, "error", "ok").astype(object)
+            reason[i] = Reason.FAILOVER
+    status = np.where(error, Status.ERROR, Status.OK).astype(object)
 
     # Usage: prompt tokens near the estimate, replies log-normal, capped by max_tokens.
     prompt_tokens = np.maximum(1, (est_tokens * rng.normal(1.0, 0.08, n)).astype(np.int64))
@@ -109,7 +110,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     cols = {
         "request_id": ids,
         "ts": ts,
-        "source": np.full(n, "demo", dtype=object),
+        "source": np.full(n, Source.DEMO, dtype=object),
         "policy_version": None,
         "prompt_chars": chars,
         "est_prompt_tokens": est_tokens,

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from sophia.config import Config
+from sophia.log import append as log_append
 from sophia.log import schema
 from sophia.log.db import Database
 from sophia.routing import policy
@@ -58,16 +59,8 @@ def to_table(columns: Mapping[str, object], n: int) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema.ARROW_SCHEMA)
 
 
-def append(cur, table: pa.Table) -> int:
-    """Append a whole table in one statement (the caller holds the database)."""
-    cur.register("_bulk", table)
-    try:
-        cur.execute("INSERT INTO requests BY NAME SELECT * FROM _bulk")
-    finally:
-        cur.unregister("_bulk")
-    return table.num_rows
-
-
 def write(db: Database, table: pa.Table) -> int:
+    """Append a whole table through the log's one append path, holding the database for the
+    one statement; request ids already logged are skipped. Returns the rows added."""
     with db.cursor() as cur:
-        return append(cur, table)
+        return log_append.append(cur, table)

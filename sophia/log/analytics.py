@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 import duckdb
@@ -18,21 +17,12 @@ import pandas as pd
 
 from sophia.config import Config
 from sophia.log import stats
-from sophia.money import pricing
+from sophia.log.filters import FACETS, MAX_TEXT, FilterError, Filters, where  # noqa: F401  (pages read them here)
+from sophia.money import periods, pricing
+from sophia.money.periods import GRAINS, granularity  # noqa: F401  (the overview page picks its grain here)
+from sophia.money.periods import starts as bucket_starts
 
-# Columns a filter may select on, with the label the app shows for each.
-FACETS: dict[str, str] = {
-    "source": "Source",
-    "tier": "Tier",
-    "endpoint": "Endpoint",
-    "model": "Model",
-    "reason": "Reason",
-    "status": "Status",
-}
 GROUP_BY = ("tier", "model", "endpoint")  # what the overview's time series can be split by
-GRAINS = ("hour", "day", "week", "month")
-GRAIN_DELTA = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-MAX_TEXT = 200  # characters of a text search
 MAX_PAGE_SIZE = 1000
 MISSING = "(none)"  # how a NULL group is labelled
 
@@ -58,71 +48,6 @@ PAGE_COLUMNS = (
 )
 
 
-class FilterError(ValueError):
-    """A filter the user gave that cannot be applied; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Filters:
-    """A selection of the log: a [start, end) range (naive UTC) and allowed values per facet.
-
-    An empty tuple means "any value". Hashable, so it can key a cache.
-    """
-
-    start: datetime | None = None
-    end: datetime | None = None
-    source: tuple[str, ...] = ()
-    tier: tuple[str, ...] = ()
-    endpoint: tuple[str, ...] = ()
-    model: tuple[str, ...] = ()
-    reason: tuple[str, ...] = ()
-    status: tuple[str, ...] = ()
-    text: str = ""
-    exclude_source: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, list):  # accept lists from widgets; keep the dataclass hashable
-                object.__setattr__(self, f.name, tuple(v))
-
-    def validate(self) -> Filters:
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise FilterError(
-                f"the range ends ({self.end:%Y-%m-%d %H:%M}) before it starts ({self.start:%Y-%m-%d %H:%M}): "
-                "pick an end after the start"
-            )
-        if len(self.text) > MAX_TEXT:
-            raise FilterError(f"the search text is {len(self.text)} characters long: keep it to {MAX_TEXT}")
-        for name in FACETS:
-            for v in getattr(self, name):
-                if not isinstance(v, str):
-                    raise FilterError(f"{FACETS[name].lower()} filter value {v!r} is not text")
-        return self
-
-    def where(self) -> tuple[str, list]:
-        """The WHERE clause (with parameters) for this selection."""
-        self.validate()
-        clause, params = stats.where(self.source or None, self.start, self.end)
-        parts = [clause]
-        for name in ("tier", "endpoint", "model", "reason", "status"):
-            values = getattr(self, name)
-            if values:
-                parts.append(f"{name} IN ({', '.join('?' for _ in values)})")
-                params += list(values)
-        if self.exclude_source:
-            parts.append(f"source NOT IN ({', '.join('?' for _ in self.exclude_source)})")
-            params += list(self.exclude_source)
-        needle = self.text.strip().lower()
-        if needle:
-            parts.append(
-                "(starts_with(request_id, ?) OR contains(lower(coalesce(prompt_text, '')), ?)"
-                " OR contains(lower(coalesce(response_text, '')), ?) OR contains(lower(coalesce(error, '')), ?))"
-            )
-            params += [needle, needle, needle, needle]
-        return " AND ".join(parts), params
-
-
 # --- the log as a whole -----------------------------------------------------------------
 
 
@@ -143,18 +68,6 @@ def facets(cur: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     cols = ", ".join(f"list_sort(list(DISTINCT {c}) FILTER (WHERE {c} IS NOT NULL))" for c in FACETS)
     row = cur.execute(f"SELECT {cols} FROM requests").fetchone()
     return {c: list(v or []) for c, v in zip(FACETS, row, strict=True)}
-
-
-def granularity(start: datetime, end: datetime) -> str:
-    """A bucket size that gives a readable number of points for the range."""
-    span = end - start
-    if span <= timedelta(days=3):
-        return "hour"
-    if span <= timedelta(days=92):
-        return "day"
-    if span <= timedelta(days=731):
-        return "week"
-    return "month"
 
 
 def span(cur: duckdb.DuckDBPyConnection, f: Filters) -> tuple[datetime | None, datetime | None]:
@@ -237,37 +150,11 @@ def latency_series(cur: duckdb.DuckDBPyConnection, f: Filters, grain: str) -> pd
     ).df()
 
 
-def bucket_starts(start: datetime, end: datetime, grain: str) -> list[datetime]:
-    """Every bucket start (as DuckDB's date_trunc gives it) that overlaps [start, end)."""
-
-    def trunc(t: datetime) -> datetime:
-        if grain == "hour":
-            return t.replace(minute=0, second=0, microsecond=0)
-        d = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        if grain == "day":
-            return d
-        if grain == "week":  # ISO weeks start on Monday
-            return d - timedelta(days=d.weekday())
-        return d.replace(day=1)
-
-    out, t = [], trunc(start)
-    while t < end and len(out) < 100_000:
-        out.append(t)
-        t = _next_bucket(t, grain)
-    return out
-
-
-def _next_bucket(t: datetime, grain: str) -> datetime:
-    if grain == "month":
-        return t.replace(year=t.year + (t.month == 12), month=t.month % 12 + 1)
-    return t + GRAIN_DELTA[grain]
-
-
 def fixed_series(cfg: Config, start: datetime, end: datetime, grain: str) -> pd.DataFrame:
     """GPU-hour spend per bucket over [start, end): paid whether the GPUs were busy or not."""
     rows = []
     for b in bucket_starts(start, end, grain):
-        lo, hi = max(b, start), min(_next_bucket(b, grain), end)
+        lo, hi = max(b, start), min(periods.next_start(b, grain), end)
         rows.append((b, pricing.fixed_cost(cfg.endpoints, lo, hi)))
     return pd.DataFrame(rows, columns=["bucket", "fixed_usd"])
 
@@ -339,7 +226,7 @@ def endpoint_stats(cur: duckdb.DuckDBPyConnection, cfg: Config, since: datetime 
     when the request moved on to another endpoint, or ended there with an error.
     """
     names = [e.name for e in cfg.endpoints]
-    clause, params = stats.where(None, since, None)
+    clause, params = where(None, since, None)
     df = cur.execute(
         f"""WITH tries AS (
                 SELECT unnest(failover_path) AS name, endpoint, status, latency_ms, ttft_ms, ts
@@ -368,7 +255,7 @@ def endpoint_latency(cur: duckdb.DuckDBPyConnection, since: datetime | None, gra
     """p95 latency and requests served per endpoint and time bucket."""
     if grain not in GRAINS:
         raise FilterError(f"granularity {grain!r} is not allowed: expected one of {', '.join(GRAINS)}")
-    clause, params = stats.where(None, since, None)
+    clause, params = where(None, since, None)
     return cur.execute(
         f"""SELECT date_trunc('{grain}', ts) AS bucket, endpoint,
                    quantile_cont(latency_ms, 0.95) AS p95_ms, count(*) AS requests

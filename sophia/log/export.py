@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 
 from sophia.config import Config
 from sophia.log import schema
-from sophia.log.analytics import Filters
+from sophia.log.filters import Filters
 
 EXCLUDED = ("api_key_id",)  # names who called; not for files that travel
 COLUMNS: tuple[str, ...] = tuple(n for n in schema.NAMES if n not in EXCLUDED)

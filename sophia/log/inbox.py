@@ -8,8 +8,8 @@ between the insert and the file's removal cannot duplicate anything.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -17,7 +17,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sophia.log.append import append_from
+
 SUFFIX = ".parquet"
+logger = logging.getLogger(__name__)
 
 
 def pending(folder: Path) -> bool:
@@ -51,19 +54,14 @@ def ingest(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
     for path in files:
         try:
             con.execute("BEGIN TRANSACTION")
-            n = con.execute(
-                """INSERT INTO requests BY NAME
-                   SELECT s.* FROM read_parquet(?) s
-                   WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = s.request_id)""",
-                [str(path)],
-            ).fetchone()[0]
+            n = append_from(con, "read_parquet(?)", [str(path)])
             con.execute("COMMIT")
         except duckdb.Error as e:
             con.execute("ROLLBACK")
             # Keep an unreadable segment aside rather than lose or retry it forever, and say so.
             bad = path.with_suffix(".bad")
             path.rename(bad)
-            print(f"sophia: inbox segment {bad} could not be ingested ({e}); kept aside", file=sys.stderr)
+            logger.error("inbox segment %s could not be ingested (%s); kept aside", bad, e)
             continue
         added += n
         path.unlink(missing_ok=True)

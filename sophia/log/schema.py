@@ -49,7 +49,6 @@ COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
 
 NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 ARROW_SCHEMA = pa.schema([(n, t) for n, _, t in COLUMNS])
-STATUSES = ("ok", "error", "refused", "cancelled")
 
 
 # The columns of the first version of the table; later ones come from migrations.

@@ -8,24 +8,9 @@ from datetime import datetime
 import duckdb
 
 from sophia.config import Config
+from sophia.log.filters import where
 from sophia.money import pricing
-
-
-def where(
-    sources: Sequence[str] | None = None, start: datetime | None = None, end: datetime | None = None
-) -> tuple[str, list]:
-    """A WHERE clause (with its parameters) selecting sources and a [start, end) range."""
-    parts, params = ["TRUE"], []
-    if sources:
-        parts.append(f"source IN ({', '.join('?' for _ in sources)})")
-        params += list(sources)
-    if start is not None:
-        parts.append("ts >= ?")
-        params.append(start)
-    if end is not None:
-        parts.append("ts < ?")
-        params.append(end)
-    return " AND ".join(parts), params
+from sophia.vocab import Source
 
 
 def stats(
@@ -90,6 +75,17 @@ def stats(
         "first_request": first.isoformat() if first else None,
         "last_request": last.isoformat() if last else None,
     }
+
+
+def by_api_key(con: duckdb.DuckDBPyConnection, sources: Sequence[str] | None = None) -> list[tuple]:
+    """The API's traffic per caller key: (api_key_id, requests, cost USD, serverless, dedicated)."""
+    clause, params = where(sources, facets={"source": (Source.API,)})
+    return con.execute(
+        f"""SELECT api_key_id, count(*), coalesce(sum(metered_cost_usd + amortized_cost_usd), 0),
+                   count(*) FILTER (WHERE tier = 'serverless'), count(*) FILTER (WHERE tier = 'dedicated')
+            FROM requests WHERE {clause} GROUP BY 1 ORDER BY 1 NULLS FIRST""",
+        params,
+    ).fetchall()
 
 
 def sources(con: duckdb.DuckDBPyConnection) -> list[str]:

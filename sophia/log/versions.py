@@ -14,6 +14,7 @@ import duckdb
 
 from sophia.config import Config
 from sophia.config.policy_settings import config_from, digest, settings_of
+from sophia.log.settings_store import VersionStore
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,12 @@ class Version:
     settings: dict
 
 
-def _insert(con, settings: dict, origin: str, note: str | None) -> int:
-    version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM settings_versions").fetchone()[0]
-    con.execute(
-        "INSERT INTO settings_versions VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?)",
-        [version, digest(settings), origin, note, json.dumps(settings)],
-    )
-    return version
+_STORE = VersionStore("settings_versions", "settings")
 
 
 def history(con: duckdb.DuckDBPyConnection) -> list[Version]:
-    rows = con.execute(
-        "SELECT version, created_at, origin, note, settings FROM settings_versions ORDER BY version DESC"
-    ).fetchall()
-    return [Version(v, c, o, n, json.loads(s)) for v, c, o, n, s in rows]
+    """Every policy version, newest first."""
+    return [Version(v.version, v.created_at, v.origin, v.note, json.loads(v.document)) for v in _STORE.history(con)]
 
 
 def resolve(con: duckdb.DuckDBPyConnection, cfg: Config) -> tuple[int, Config]:
@@ -49,13 +42,11 @@ def resolve(con: duckdb.DuckDBPyConnection, cfg: Config) -> tuple[int, Config]:
     tuning page) stays active.
     """
     mine = settings_of(cfg)
-    last_file = con.execute(
-        "SELECT digest FROM settings_versions WHERE origin = 'config' ORDER BY version DESC LIMIT 1"
-    ).fetchone()
-    if last_file is None or last_file[0] != digest(mine):
-        return _insert(con, mine, "config", None), cfg
-    latest = history(con)[0]
-    return latest.version, config_from(cfg, latest.settings)
+    seeded = _STORE.seed(con, json.dumps(mine), digest(mine))
+    if seeded is not None:
+        return seeded, cfg
+    latest = _STORE.latest(con)
+    return latest.version, config_from(cfg, json.loads(latest.document))
 
 
 def ensure(con: duckdb.DuckDBPyConnection, cfg: Config) -> int:
@@ -65,7 +56,8 @@ def ensure(con: duckdb.DuckDBPyConnection, cfg: Config) -> int:
 
 def apply(con: duckdb.DuckDBPyConnection, cfg: Config, origin: str = "tuning", note: str | None = None) -> int:
     """Store `cfg`'s settings as the newest version; live routing uses it from the next request."""
-    return _insert(con, settings_of(cfg), origin, note)
+    settings = settings_of(cfg)
+    return _STORE.insert(con, json.dumps(settings), digest(settings), origin, note)
 
 
 def changes(old: dict, new: dict) -> list[str]:

@@ -1,7 +1,8 @@
 """One writer thread per process: records go on a queue and reach the log in batches.
 
 Putting a record on the queue is all the request path pays. The thread appends each batch as
-one Arrow table straight into the database when it can hold the file, and otherwise writes it
+one Arrow table straight into the database when it can hold the file (through `append`, so a
+batch retried after a failure cannot duplicate a request), and otherwise writes it
 as a durable segment into the inbox beside it (see `inbox`). A clean close flushes everything;
 a crash loses at most one flush interval.
 """
@@ -9,15 +10,18 @@ a crash loses at most one flush interval.
 from __future__ import annotations
 
 import atexit
+import logging
 import queue
-import sys
 import threading
 import time
 
 import duckdb
 
 from sophia.log import inbox, schema
+from sophia.log.append import append
 from sophia.log.db import Database, DatabaseError
+
+logger = logging.getLogger(__name__)
 
 
 class _Flush:
@@ -123,9 +127,7 @@ class Writer:
             try:
                 cur = con.cursor()
                 try:
-                    cur.register("_batch", table)
-                    cur.execute("INSERT INTO requests BY NAME SELECT * FROM _batch")
-                    cur.unregister("_batch")
+                    append(cur, table)
                 finally:
                     cur.close()
                 self.written += table.num_rows
@@ -157,7 +159,7 @@ class Writer:
 
     def _report(self, msg: str) -> None:
         self.errors.append(msg)
-        print(f"sophia: {msg}", file=sys.stderr)
+        logger.warning("%s", msg)
 
 
 def _text(v):

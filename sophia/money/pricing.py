@@ -13,6 +13,8 @@ from datetime import datetime
 import numpy as np
 
 from sophia.config import Config, Endpoint, ModelPrice
+from sophia.money.periods import HOUR_S
+from sophia.vocab import Tier
 
 PER_MTOK = 1_000_000
 DIGITS = 9  # metered costs are exact to 1e-9 USD
@@ -57,14 +59,14 @@ def gpu_seconds(prompt_tokens, completion_tokens, throughput_tps, prefill_tps=0.
 def amortized_cost(prompt_tokens, completion_tokens, endpoint: Endpoint):
     """A dedicated request's share of its endpoint's hourly price."""
     secs = gpu_seconds(prompt_tokens, completion_tokens, endpoint.throughput_tps, endpoint.prefill_tps)
-    out = np.round(np.multiply(secs, endpoint.hourly_usd / 3600.0), DIGITS)
+    out = np.round(np.multiply(secs, endpoint.hourly_usd / HOUR_S), DIGITS)
     return float(out) if np.ndim(out) == 0 else out
 
 
 def charged_hours(start: datetime, end: datetime, *, whole_hours: bool = False) -> float:
     """GPU hours charged over [start, end): exact, or every started hour in full (how budgets
     and the spend export charge the current period, so that they never run behind the bill)."""
-    hours = max((end - start).total_seconds(), 0.0) / 3600.0
+    hours = max((end - start).total_seconds(), 0.0) / HOUR_S
     return float(math.ceil(hours - 1e-9)) if whole_hours else hours
 
 
@@ -80,14 +82,15 @@ def metered_sql(prompt_col: str = "prompt_tokens", completion_col: str = "comple
 
 
 def hourly_fixed(endpoints) -> float:
-    return sum(e.hourly_usd for e in endpoints if e.tier == "dedicated")
+    return sum(e.hourly_usd for e in endpoints if e.tier == Tier.DEDICATED)
 
 
 def cost_of(cfg: Config, endpoint: str, model: str, prompt_tokens, completion_tokens):
     """(metered, amortized) USD of requests all served by one endpoint and model."""
-    ep = next(e for e in cfg.endpoints if e.name == endpoint)
-    zeros = np.zeros(np.shape(prompt_tokens))
-    if ep.tier == "serverless":
+    ep = cfg.endpoint(endpoint)
+    # One request (the live path) stays in plain floats.
+    zeros = np.zeros(np.shape(prompt_tokens)) if np.ndim(prompt_tokens) or np.ndim(completion_tokens) else 0.0
+    if ep.tier == Tier.SERVERLESS:
         price = price_of(cfg, model)
         return metered_cost(prompt_tokens, completion_tokens, price.input_per_mtok, price.output_per_mtok), zeros
     return zeros, amortized_cost(prompt_tokens, completion_tokens, ep)
@@ -109,8 +112,8 @@ def costs_for(cfg: Config, endpoints, models, prompt_tokens, completion_tokens) 
         on_ep = endpoints == ep.name
         if not on_ep.any():
             continue
-        for model in ep.models if ep.tier == "serverless" else ep.models[:1]:
-            m = on_ep & (models == model) if ep.tier == "serverless" else on_ep
+        for model in ep.models if ep.tier == Tier.SERVERLESS else ep.models[:1]:
+            m = on_ep & (models == model) if ep.tier == Tier.SERVERLESS else on_ep
             if m.any():
                 metered[m], amortized[m] = cost_of(cfg, ep.name, model, prompt_tokens[m], completion_tokens[m])
     return metered, amortized

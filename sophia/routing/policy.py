@@ -12,23 +12,19 @@ budgets, endpoint health), which replay never sees.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from sophia.config import Config, ScorerSettings
 from sophia.money import pricing
 from sophia.routing.features import Features, RequestError
+from sophia.vocab import POLICY_REASONS, BudgetAction, Reason, Tier
 
 BP = 10_000  # basis points per unit of score
 NANO = 1_000_000_000
 
-SERVERLESS, DEDICATED = "serverless", "dedicated"
-# Reason codes of the pure policy, in the order `route` numbers them.
-POLICY_REASONS = ("cost-optimized", "high-complexity", "cost-optimization")
-RUNTIME_REASONS = ("failover", "budget", "forced", "cache")
-REASONS = POLICY_REASONS + RUNTIME_REASONS
-BUDGET_ACTIONS = ("downgrade", "dedicated-only", "block")
+SERVERLESS, DEDICATED = Tier.SERVERLESS, Tier.DEDICATED
 
 
 def bp(x: float) -> int:
@@ -99,7 +95,7 @@ class RuntimeState:
     """What only live routing knows."""
 
     unhealthy: frozenset[str] = frozenset()
-    budget_action: str | None = None  # one of BUDGET_ACTIONS when a hard limit is reached
+    budget_action: str | None = None  # a BudgetAction when a hard limit is reached
     budget_soft: bool = False  # a soft limit is crossed: serverless goes to the budget model
     force_tier: str | None = None
     force_model: str | None = None
@@ -174,7 +170,27 @@ def failover_chain(tier: str, endpoint: str, model: str, cfg: Config) -> list[tu
 
 
 def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
-    tier, endpoint, model, reason = d.tier, d.endpoint, d.model, d.reason
+    """The pure decision under what only live routing knows: forcing, budgets, then health."""
+    tier, endpoint, model, reason = _forced(d, cfg, st)
+    no_gpu = not cfg.tier_endpoints(DEDICATED)
+    action = st.budget_action
+    if action == BudgetAction.BLOCK or (action == BudgetAction.DEDICATED_ONLY and no_gpu and tier == SERVERLESS):
+        return replace(d, tier=tier, endpoint=endpoint, model=model, reason=Reason.BUDGET, chain=(), refused=True)
+    tier, endpoint, model, reason = _under_budget(tier, endpoint, model, reason, cfg, st)
+    chain = failover_chain(tier, endpoint, model, cfg)
+    if action == BudgetAction.DEDICATED_ONLY:
+        chain = [c for c in chain if cfg.endpoint(c[0]).tier == DEDICATED]
+    healthy = [c for c in chain if c[0] not in st.unhealthy]
+    if healthy and healthy[0] != chain[0]:  # health moved the request before any call
+        endpoint, model = healthy[0]
+        tier, reason = cfg.endpoint(endpoint).tier, Reason.FAILOVER
+    # When every endpoint is cooling down, try them all anyway: better than refusing.
+    chain = healthy or chain
+    return replace(d, tier=tier, endpoint=endpoint, model=model, reason=reason, chain=tuple(chain))
+
+
+def _forced(d: Decision, cfg: Config, st: RuntimeState) -> tuple[str, str, str, str]:
+    """(tier, endpoint, model, reason) after a forced model or tier, checked against the config."""
     if st.force_model:
         try:
             ep = cfg.endpoint_for_model(st.force_model)
@@ -185,33 +201,30 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
                 f"model {st.force_model!r} is served by the {ep.tier} tier, not {st.force_tier}: "
                 "force one of them, or a model of that tier"
             )
-        tier, endpoint, model, reason = ep.tier, ep.name, st.force_model, "forced"
-    elif st.force_tier:
+        return ep.tier, ep.name, st.force_model, Reason.FORCED
+    if st.force_tier:
         if st.force_tier not in (SERVERLESS, DEDICATED):
             raise RequestError(f"tier {st.force_tier!r} is not allowed: expected serverless or dedicated")
+        tier, endpoint, model = d.tier, d.endpoint, d.model
         if st.force_tier != tier:
             tier, endpoint, model = targets(cfg)[0] if st.force_tier == SERVERLESS else _dedicated_target(cfg)
-        reason = "forced"
-    no_gpu = not cfg.tier_endpoints(DEDICATED)
-    if st.budget_action == "block" or (st.budget_action == "dedicated-only" and no_gpu and tier == SERVERLESS):
-        return _replace(d, tier=tier, endpoint=endpoint, model=model, reason="budget", chain=(), refused=True)
-    if tier == SERVERLESS and st.budget_action == "dedicated-only":
-        tier, endpoint, model = _dedicated_target(cfg)
-        reason = "budget"
+        return tier, endpoint, model, Reason.FORCED
+    return d.tier, d.endpoint, d.model, d.reason
+
+
+def _under_budget(
+    tier: str, endpoint: str, model: str, reason: str, cfg: Config, st: RuntimeState
+) -> tuple[str, str, str, str]:
+    """Serverless traffic moved by a budget: to the GPUs (dedicated-only) or the budget model."""
+    if tier != SERVERLESS:
+        return tier, endpoint, model, reason
+    if st.budget_action == BudgetAction.DEDICATED_ONLY:
+        return *_dedicated_target(cfg), Reason.BUDGET
     # Forcing a model wins over a soft limit, never over a hard one.
-    elif tier == SERVERLESS and (st.budget_action == "downgrade" or (st.budget_soft and reason != "forced")):
+    if st.budget_action == BudgetAction.DOWNGRADE or (st.budget_soft and reason != Reason.FORCED):
         model = cfg.routing.budget_model
-        endpoint, reason = cfg.endpoint_for_model(model).name, "budget"
-    chain = failover_chain(tier, endpoint, model, cfg)
-    if st.budget_action == "dedicated-only":
-        chain = [c for c in chain if cfg.endpoint(c[0]).tier == DEDICATED]
-    healthy = [c for c in chain if c[0] not in st.unhealthy]
-    if healthy and healthy[0] != chain[0]:  # health moved the request before any call
-        endpoint, model = healthy[0]
-        tier, reason = cfg.endpoint(endpoint).tier, "failover"
-    # When every endpoint is cooling down, try them all anyway: better than refusing.
-    chain = healthy or chain
-    return _replace(d, tier=tier, endpoint=endpoint, model=model, reason=reason, chain=tuple(chain))
+        return tier, cfg.endpoint_for_model(model).name, model, Reason.BUDGET
+    return tier, endpoint, model, reason
 
 
 def _dedicated_target(cfg: Config) -> tuple[str, str, str]:
@@ -219,12 +232,6 @@ def _dedicated_target(cfg: Config) -> tuple[str, str, str]:
         raise RequestError('no dedicated endpoint is configured: add one with tier = "dedicated"')
     ep = cfg.endpoint(cfg.routing.dedicated_endpoint)
     return DEDICATED, ep.name, ep.models[0]
-
-
-def _replace(d: Decision, **kw) -> Decision:
-    from dataclasses import replace
-
-    return replace(d, **kw)
 
 
 # --- a whole table ------------------------------------------------------------------

@@ -2,114 +2,28 @@
 
 from __future__ import annotations
 
-import inspect
-import json
-import sys
+import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sophia.config import Config, api_key
 from sophia.config.policy_settings import digest, settings_of
-from sophia.config.privacy import stored_text
 from sophia.money import pricing
 from sophia.routing import features as feats
 from sophia.routing import policy
-from sophia.routing.backends.openai import Backend, BackendError, OpenAIBackend, Usage
+from sophia.routing.backends.base import Backend, BackendError, Usage
+from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.simulated import SimulatedBackend
 from sophia.routing.cache import CachedReply, ResponseCache, cache_key
 from sophia.routing.health import Health
+from sophia.routing.record import log_record
+from sophia.routing.result import ChatRequest, Result, StreamHandle
+from sophia.vocab import Reason, Status
 
-SOURCES = ("playground", "cli", "api", "import", "demo")
-
-
-@dataclass
-class ChatRequest:
-    messages: Sequence[Mapping]
-    max_tokens: int | None = None
-    force_tier: str | None = None
-    force_model: str | None = None
-    source: str = "api"
-    api_key_id: str | None = None
-    request_id: str | None = None
-
-
-@dataclass
-class Result:
-    request_id: str
-    decision: policy.Decision | None
-    status: str  # ok | error | refused | cancelled
-    text: str = ""
-    tier: str | None = None
-    endpoint: str | None = None
-    model: str | None = None
-    reason: str | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    attempts: int = 0
-    path: list[str] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    usage_estimated: bool = False
-    metered_cost_usd: float = 0.0
-    amortized_cost_usd: float = 0.0
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    cached: bool = False
-    simulated: bool = False
-    streamed: bool = False
-    ts: datetime | None = None
-    policy_version: int | None = None
-    reservation: object | None = field(default=None, repr=False)
-    recorded: bool = field(default=False, repr=False)
-
-    @property
-    def cost_usd(self) -> float:
-        """What the request cost: metered for serverless, its GPU-time share for dedicated."""
-        return round(self.metered_cost_usd + self.amortized_cost_usd, pricing.DIGITS)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-class StreamHandle:
-    """Iterate for the reply's text as it arrives; `result` is set once the stream ends.
-
-    Closing the handle (or dropping it) before the stream ends records the request as
-    cancelled with what was received, even when iteration never began.
-    """
-
-    def __init__(self, gen: Iterator[str], on_abandon: Callable[[], None]) -> None:
-        self._gen = gen
-        self._on_abandon = on_abandon
-        self.result: Result | None = None
-        self.live: Result | None = None  # the result being filled in; its routing is final at the first text
-
-    def __iter__(self) -> Iterator[str]:
-        return self._gen
-
-    def close(self) -> None:
-        never_ran = inspect.getgeneratorstate(self._gen) == inspect.GEN_CREATED
-        self._gen.close()
-        if never_ran:  # a generator that never ran has no `finally` to run: record it here (once)
-            self._on_abandon()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # never raise from a finalizer
-            pass
-
-
-class RoutingError(RuntimeError):
-    """Raised by `Router.chat(..., raise_on_error=True)` with the recorded result attached."""
-
-    def __init__(self, result: Result) -> None:
-        super().__init__(result.error or result.status)
-        self.result = result
+logger = logging.getLogger(__name__)
 
 
 def make_backends(
@@ -128,6 +42,28 @@ def _endpoint_fault(e: BackendError) -> bool:
     """Whether a failure counts against the endpoint's health. A 400/413/422 is about the
     request (bad body, too long): the endpoint answered, so it is not a reason to cool it down."""
     return not (e.kind == "http_status" and e.status in (400, 413, 422))
+
+
+def _refuse(res: Result) -> None:
+    res.status, res.error_kind = Status.REFUSED, "budget"
+    d = res.decision
+    res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
+    which = getattr(res.reservation, "limited_by", None)
+    res.error = (
+        f"budget {which!r} has reached its limit (action: block); raise it or wait for its next period"
+        if which
+        else "a budget has reached its limit (action: block)"
+    )
+
+
+@dataclass
+class _Call:
+    """What one request's calls have produced so far, shared by the steps of `_attempts`."""
+
+    t0: float
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    cache_key: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -221,7 +157,7 @@ class Router:
         res = Result(
             request_id=req.request_id or uuid.uuid4().hex,
             decision=decision,
-            status="error",
+            status=Status.ERROR,
             ts=self.now(),
             reason=decision.reason,
             streamed=stream,
@@ -230,7 +166,7 @@ class Router:
         res.reservation = reservation
 
         def abandon() -> None:  # closed before the first byte was asked for
-            res.status, res.error_kind = "cancelled", "cancelled"
+            res.status, res.error_kind = Status.CANCELLED, "cancelled"
             res.error = "the client went away before the reply started"
             handle.result = res
             self._finish(req, cfg, decision, res)
@@ -241,116 +177,145 @@ class Router:
         return handle
 
     def _attempts(
-        self, req, cfg: Config, d: policy.Decision, res: Result, stream: bool, handle: StreamHandle
+        self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result, stream: bool, handle: StreamHandle
     ) -> Iterator[str]:
-        t0 = self.clock()
-        parts: list[str] = []
-        usage: Usage | None = None
-        key = None
+        call = _Call(t0=self.clock())
         try:
-            if self.cache is not None and not d.refused:
-                key = cache_key(
-                    req.messages, d.features.max_tokens, req.force_tier, req.force_model, self._settings_digest(cfg)
-                )
-                hit = self.cache.get(key)
-                if hit is not None:
-                    res.status, res.cached, res.reason = "ok", True, "cache"
-                    res.tier, res.endpoint, res.model = hit.tier, hit.endpoint, hit.model
-                    res.prompt_tokens, res.completion_tokens = hit.prompt_tokens, hit.completion_tokens
-                    res.usage_estimated, res.text = hit.usage_estimated, hit.text
-                    res.simulated = getattr(self.backends.get(hit.endpoint), "simulated", False)
-                    res.ttft_ms = (self.clock() - t0) * 1000
-                    yield hit.text
-                    return
-            if d.refused:
-                res.status, res.error_kind = "refused", "budget"
-                res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
-                which = getattr(res.reservation, "limited_by", None)
-                res.error = (
-                    f"budget {which!r} has reached its limit (action: block); raise it or wait for its next period"
-                    if which
-                    else "a budget has reached its limit (action: block)"
-                )
+            call.cache_key = self._cache_key(req, cfg, d)
+            hit = self.cache.get(call.cache_key) if call.cache_key is not None else None
+            if hit is not None:
+                self._answer_from_cache(res, hit, call.t0)
+                yield hit.text
                 return
-            retries = cfg.failover.max_retries
-            for i, (endpoint, model) in enumerate(d.chain):
-                # Skip an endpoint that another request put in cool-down since the decision,
-                # unless it is the last one left to try.
-                if 0 < i < len(d.chain) - 1 and endpoint in self.health.unhealthy():
-                    continue
-                backend = self.backends[endpoint]
-                if endpoint not in res.path:
-                    res.path.append(endpoint)
-                res.tier, res.endpoint, res.model = cfg.endpoint(endpoint).tier, endpoint, model
-                res.simulated = backend.simulated
-                for attempt in range(retries + 1):
-                    res.attempts += 1
-                    usage = None  # usage reported by an earlier, failed attempt is not this reply's
-                    a0 = self.clock()
-                    try:
-                        if stream:
-                            for chunk in backend.stream(model, req.messages, d.features.max_tokens):
-                                if chunk.usage is not None:
-                                    usage = chunk.usage
-                                if chunk.text:
-                                    if not parts:
-                                        res.ttft_ms = (self.clock() - t0) * 1000
-                                    parts.append(chunk.text)
-                                    yield chunk.text
-                        else:
-                            text, usage = backend.complete(model, req.messages, d.features.max_tokens)
-                            parts = [text]
-                            res.ttft_ms = (self.clock() - t0) * 1000
-                    except BackendError as e:
-                        if _endpoint_fault(e):
-                            self.health.failure(endpoint, str(e))
-                        res.error, res.error_kind = str(e), e.kind
-                        if parts:  # text already reached the client: it cannot be taken back
-                            return
-                        # Retry the same endpoint, unless this failure just put it in cool-down.
-                        if e.retryable and attempt < retries and endpoint not in self.health.unhealthy():
-                            self.sleep(cfg.failover.retry_backoff_s * (2**attempt))
-                            continue
-                        break
-                    else:
-                        self.health.success(endpoint, (self.clock() - a0) * 1000)
-                        res.status, res.error, res.error_kind = "ok", None, None
-                        return
-            # Every endpoint in the chain failed: res holds the last error.
-            res.error = f"every endpoint failed ({' → '.join(res.path)}); last error: {res.error}"
+            if d.refused:
+                _refuse(res)
+                return
+            yield from self._through_chain(req, cfg, d, res, stream, call)
         except Exception as e:  # a bug, not a backend failure: still one record, with the reason
-            res.status, res.error_kind = "error", "internal"
+            res.status, res.error_kind = Status.ERROR, "internal"
             res.error = f"internal error while routing: {type(e).__name__}: {e}"
-            print(f"sophia: {res.error}", file=sys.stderr)
+            logger.exception("sophia: %s", res.error)
         except GeneratorExit:
             # The consumer went away mid-stream: record what it received.
             if not res.cached:
-                res.status, res.error_kind = "cancelled", "cancelled"
+                res.status, res.error_kind = Status.CANCELLED, "cancelled"
                 res.error = "the client closed the stream before it ended"
             raise
         finally:
-            res.text = "".join(parts) if not res.cached else res.text
-            res.latency_ms = (self.clock() - t0) * 1000
-            if not res.cached:
-                self._settle_usage(res, d, usage)
-                self._cost(res, cfg)
-            if not res.cached and res.path and res.path[-1] != d.chain[0][0]:
-                res.reason = "failover"
-            if res.status == "ok" and key is not None and not res.cached:
-                self.cache.put(
-                    key,
-                    CachedReply(
-                        res.text,
-                        res.prompt_tokens,
-                        res.completion_tokens,
-                        res.usage_estimated,
-                        res.tier,
-                        res.endpoint,
-                        res.model,
-                    ),
-                )
+            self._conclude(req, cfg, d, res, call)
             handle.result = res
             self._finish(req, cfg, d, res)
+
+    def _cache_key(self, req: ChatRequest, cfg: Config, d: policy.Decision) -> str | None:
+        if self.cache is None or d.refused:
+            return None
+        return cache_key(
+            req.messages, d.features.max_tokens, req.force_tier, req.force_model, self._settings_digest(cfg)
+        )
+
+    def _answer_from_cache(self, res: Result, hit: CachedReply, t0: float) -> None:
+        res.status, res.cached, res.reason = Status.OK, True, Reason.CACHE
+        res.tier, res.endpoint, res.model = hit.tier, hit.endpoint, hit.model
+        res.prompt_tokens, res.completion_tokens = hit.prompt_tokens, hit.completion_tokens
+        res.usage_estimated, res.text = hit.usage_estimated, hit.text
+        res.simulated = getattr(self.backends.get(hit.endpoint), "simulated", False)
+        res.ttft_ms = (self.clock() - t0) * 1000
+
+    def _through_chain(
+        self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result, stream: bool, call: _Call
+    ) -> Iterator[str]:
+        """Each endpoint of the failover chain in turn, until one answers."""
+        for i, (endpoint, model) in enumerate(d.chain):
+            # Skip an endpoint that another request put in cool-down since the decision,
+            # unless it is the last one left to try.
+            if 0 < i < len(d.chain) - 1 and endpoint in self.health.unhealthy():
+                continue
+            backend = self.backends[endpoint]
+            if endpoint not in res.path:
+                res.path.append(endpoint)
+            res.tier, res.endpoint, res.model = cfg.endpoint(endpoint).tier, endpoint, model
+            res.simulated = backend.simulated
+            done = yield from self._on_endpoint(backend, endpoint, model, req, cfg, d, res, stream, call)
+            if done:
+                return
+        # Every endpoint in the chain failed: res holds the last error.
+        res.error = f"every endpoint failed ({' → '.join(res.path)}); last error: {res.error}"
+
+    def _on_endpoint(
+        self,
+        backend: Backend,
+        endpoint: str,
+        model: str,
+        req: ChatRequest,
+        cfg: Config,
+        d: policy.Decision,
+        res: Result,
+        stream: bool,
+        call: _Call,
+    ) -> Iterator[str]:
+        """Call one endpoint with retries. Returns True when the request is over (answered, or
+        failed after text reached the client), False to fail over to the next endpoint."""
+        retries = cfg.failover.max_retries
+        for attempt in range(retries + 1):
+            res.attempts += 1
+            call.usage = None  # usage reported by an earlier, failed attempt is not this reply's
+            a0 = self.clock()
+            try:
+                if stream:
+                    for chunk in backend.stream(model, req.messages, d.features.max_tokens):
+                        if chunk.usage is not None:
+                            call.usage = chunk.usage
+                        if chunk.text:
+                            if not call.parts:
+                                res.ttft_ms = (self.clock() - call.t0) * 1000
+                            call.parts.append(chunk.text)
+                            yield chunk.text
+                else:
+                    text, call.usage = backend.complete(model, req.messages, d.features.max_tokens)
+                    call.parts = [text]
+                    res.ttft_ms = (self.clock() - call.t0) * 1000
+            except BackendError as e:
+                if _endpoint_fault(e):
+                    self.health.failure(endpoint, str(e))
+                res.error, res.error_kind = str(e), e.kind
+                if call.parts:  # text already reached the client: it cannot be taken back
+                    return True
+                # Retry the same endpoint, unless this failure just put it in cool-down.
+                if e.retryable and attempt < retries and endpoint not in self.health.unhealthy():
+                    self.sleep(cfg.failover.retry_backoff_s * (2**attempt))
+                    continue
+                return False
+            self.health.success(endpoint, (self.clock() - a0) * 1000)
+            res.status, res.error, res.error_kind = Status.OK, None, None
+            return True
+        return False
+
+    def _conclude(self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result, call: _Call) -> None:
+        """Text, latency, usage, cost and reason of a finished request; cache a fresh answer."""
+        res.latency_ms = (self.clock() - call.t0) * 1000
+        if res.cached:
+            return
+        res.text = "".join(call.parts)
+        self._settle_usage(res, d, call.usage)
+        if res.endpoint is not None and (res.prompt_tokens or res.completion_tokens):
+            res.metered_cost_usd, res.amortized_cost_usd = pricing.cost_of(
+                cfg, res.endpoint, res.model, res.prompt_tokens, res.completion_tokens
+            )
+        if res.path and res.path[-1] != d.chain[0][0]:
+            res.reason = Reason.FAILOVER
+        if res.status == Status.OK and call.cache_key is not None:
+            self.cache.put(
+                call.cache_key,
+                CachedReply(
+                    res.text,
+                    res.prompt_tokens,
+                    res.completion_tokens,
+                    res.usage_estimated,
+                    res.tier,
+                    res.endpoint,
+                    res.model,
+                ),
+            )
 
     def _settings_digest(self, cfg: Config) -> str:
         memo = self._digest_memo
@@ -359,10 +324,10 @@ class Router:
         return memo[1]
 
     def _settle_usage(self, res: Result, d: policy.Decision, usage: Usage | None) -> None:
-        if usage is not None and res.status == "ok":
+        if usage is not None and res.status == Status.OK:
             res.prompt_tokens, res.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             res.usage_estimated = False
-        elif res.text or res.status == "ok":
+        elif res.text or res.status == Status.OK:
             # No usage reported (or a stream cut short): estimate, and say so.
             res.prompt_tokens = d.features.est_prompt_tokens
             res.completion_tokens = feats.estimate_tokens(len(res.text))
@@ -371,18 +336,6 @@ class Router:
                 res.prompt_tokens, res.completion_tokens = usage.prompt_tokens, usage.completion_tokens
                 res.usage_estimated = False
 
-    def _cost(self, res: Result, cfg: Config) -> None:
-        if res.endpoint is None or not (res.prompt_tokens or res.completion_tokens):
-            return
-        ep = cfg.endpoint(res.endpoint)
-        if ep.tier == policy.SERVERLESS:
-            price = pricing.price_of(cfg, res.model)
-            res.metered_cost_usd = pricing.metered_cost(
-                res.prompt_tokens, res.completion_tokens, price.input_per_mtok, price.output_per_mtok
-            )
-        else:
-            res.amortized_cost_usd = pricing.amortized_cost(res.prompt_tokens, res.completion_tokens, ep)
-
     def _finish(self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result) -> None:
         """Settle the budget reservation with the actual cost, then record: once."""
         if res.recorded:
@@ -390,55 +343,8 @@ class Router:
         res.recorded = True
         if self.guard is not None and res.reservation is not None:
             self.guard.settle(res.reservation, res.tier, res.endpoint, res.model, res.metered_cost_usd, req.source)
-        self._record(req, cfg, d, res)
-
-    def _record(self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result) -> None:
-        if self.writer is None:
-            return
-        f = d.features
-        prompt = None
-        if cfg.store_prompts != "off":
-            prompt = stored_text(feats.prompt_text(req.messages), cfg.store_prompts)
-        self.writer.put(
-            {
-                "request_id": res.request_id,
-                "ts": res.ts,
-                "source": req.source,
-                "policy_version": res.policy_version,
-                "prompt_chars": f.prompt_chars,
-                "est_prompt_tokens": f.est_prompt_tokens,
-                "max_tokens": f.max_tokens,
-                "n_messages": f.n_messages,
-                "keywords": list(f.keywords),
-                "tier": res.tier,
-                "endpoint": res.endpoint,
-                "model": res.model,
-                "complexity": d.complexity,
-                "breakdown": json.dumps(d.breakdown),
-                "estimated_cost_usd": d.estimated_cost_usd,
-                "reason": res.reason,
-                "policy_reason": d.policy_reason,
-                "status": res.status,
-                "error_kind": res.error_kind,
-                "error": res.error,
-                "attempts": res.attempts,
-                "failover_path": res.path,
-                "prompt_tokens": res.prompt_tokens,
-                "completion_tokens": res.completion_tokens,
-                "usage_estimated": res.usage_estimated,
-                "metered_cost_usd": res.metered_cost_usd,
-                "amortized_cost_usd": res.amortized_cost_usd,
-                "latency_ms": res.latency_ms,
-                "ttft_ms": res.ttft_ms,
-                "streamed": res.streamed,
-                "cached": res.cached,
-                "simulated": res.simulated,
-                "api_key_id": req.api_key_id,
-                "prompt_text": prompt,
-                "response_text": stored_text(res.text, cfg.store_prompts),
-                "instance": self.instance,
-            }
-        )
+        if self.writer is not None:
+            self.writer.put(log_record(req, cfg, d, res, self.instance))
 
     # --- health -------------------------------------------------------------------------
 

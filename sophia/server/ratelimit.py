@@ -32,12 +32,3 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / rate
-
-    def remaining(self, key: str, per_minute: int) -> int:
-        """Whole requests `key` may send right now (for information; takes nothing)."""
-        if per_minute <= 0:
-            return -1
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (float(per_minute), now))
-        return int(min(float(per_minute), tokens + (now - last) * per_minute / 60.0))

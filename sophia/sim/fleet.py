@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from sophia.config import Config, Endpoint, ModelPrice, Simulation
+from sophia.vocab import Tier
 
 DEDICATED_MODEL = "dedicated-model"
 
@@ -125,7 +126,7 @@ class GPUPool:
         """The dedicated endpoint one server of this pool stands for (prices, policy targets)."""
         return Endpoint(
             name=self.name,
-            tier="dedicated",
+            tier=Tier.DEDICATED,
             kind="simulated",
             models=(self.model,),
             hourly_usd=self.hourly_usd,
@@ -209,12 +210,12 @@ def pool_from_endpoint(e: Endpoint, count: int = 1) -> GPUPool:
 
 def from_config(cfg: Config) -> Fleet:
     """The configured deployment: one server per dedicated endpoint."""
-    return Fleet(tuple(pool_from_endpoint(e) for e in cfg.tier_endpoints("dedicated")), label="configured fleet")
+    return Fleet(tuple(pool_from_endpoint(e) for e in cfg.tier_endpoints(Tier.DEDICATED)), label="configured fleet")
 
 
 def template(cfg: Config) -> GPUPool | None:
     """The server type of the configured primary dedicated endpoint (None when there is none)."""
-    dedicated = cfg.tier_endpoints("dedicated")
+    dedicated = cfg.tier_endpoints(Tier.DEDICATED)
     if not dedicated:
         return None
     names = [e.name for e in dedicated]
@@ -299,7 +300,7 @@ def policy_config(cfg: Config, fleet: Fleet) -> Config:
     then keeps everything serverless), and the routing targets point at pools of the fleet
     (the configured ones when they are in it, else the first pool).
     """
-    serverless = cfg.tier_endpoints("serverless")
+    serverless = cfg.tier_endpoints(Tier.SERVERLESS)
     active = fleet.active
     if not active:
         return replace(cfg, endpoints=serverless)

@@ -19,11 +19,12 @@ import numpy as np
 
 from sophia.analysis.replay import Traffic
 from sophia.ingest import demo
+from sophia.money.periods import MONTH_DAYS
 from sophia.routing import features
 
 DAY_S = 86_400.0
-MONTH_DAYS = 30  # a month, as every monthly figure in Sophia counts it
 MINUTE_S = 60.0
+MINUTES_PER_DAY = 1440
 DEFAULT_START = np.datetime64("2025-01-06T00:00:00", "us")  # a Monday, 00:00 UTC
 
 
@@ -309,7 +310,7 @@ def minute_rates(profile: Profile, days: float | None = None) -> np.ndarray:
     profile.check()
     days = profile.days if days is None else days
     m = np.arange(max(1, int(round(days * 1440))))
-    growth = (1 + profile.growth_per_month) ** (m / (MONTH_DAYS * 1440))
+    growth = (1 + profile.growth_per_month) ** (m / (MONTH_DAYS * MINUTES_PER_DAY))
     start = np.datetime64(profile.start, "us")
     return profile.requests_per_day / 1440 * _rhythm(profile, m, start) * growth
 

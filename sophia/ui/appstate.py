@@ -7,6 +7,7 @@ without a browser.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 from sophia.config import Config
 from sophia.money import pricing
-from sophia.routing.router import Result
+from sophia.vocab import Status, Tier
 
 # --- time ranges ------------------------------------------------------------------------
 
@@ -94,44 +95,10 @@ def session_config(cfg: Config, complexity_threshold: float | None, cost_thresho
 def model_choices(cfg: Config) -> list[str]:
     """Every model some endpoint serves, serverless first."""
     out: list[str] = []
-    for tier in ("serverless", "dedicated"):
+    for tier in (Tier.SERVERLESS, Tier.DEDICATED):
         for e in cfg.tier_endpoints(tier):
             out += [m for m in e.models if m not in out]
     return out
-
-
-def routing_card(res: Result, cfg: Config) -> dict:
-    """What the playground shows under a reply: plain data, stored with the turn."""
-    d = res.decision
-    simulated = {e.name for e in cfg.endpoints if e.simulated}
-    path = list(res.path)
-    return {
-        "request_id": res.request_id,
-        "status": res.status,
-        "tier": res.tier,
-        "endpoint": res.endpoint,
-        "model": res.model,
-        "reason": res.reason,
-        "policy_reason": d.policy_reason if d else None,
-        "simulated": bool(res.simulated or (res.endpoint in simulated)),
-        "complexity": d.complexity if d else None,
-        "breakdown": dict(d.breakdown) if d else {},
-        "estimated_cost_usd": d.estimated_cost_usd if d else None,
-        "cost_usd": res.cost_usd,
-        "metered_cost_usd": res.metered_cost_usd,
-        "amortized_cost_usd": res.amortized_cost_usd,
-        "prompt_tokens": res.prompt_tokens,
-        "completion_tokens": res.completion_tokens,
-        "usage_estimated": res.usage_estimated,
-        "latency_ms": res.latency_ms,
-        "ttft_ms": res.ttft_ms,
-        "path": path,
-        "simulated_path": [p for p in path if p in simulated],
-        "failed_over": len(path) > 1,
-        "attempts": res.attempts,
-        "cached": res.cached,
-        "error": res.error,
-    }
 
 
 def breakdown_text(breakdown: Mapping[str, float]) -> str:
@@ -144,9 +111,9 @@ def error_message(card: Mapping[str, Any]) -> str:
     """A readable sentence for a failed request."""
     status = card.get("status")
     err = card.get("error") or "the request failed"
-    if status == "refused":
+    if status == Status.REFUSED:
         return f"Refused: {err}"
-    if status == "cancelled":
+    if status == Status.CANCELLED:
         return "The reply was interrupted before it ended; what arrived is kept."
     return f"The request failed: {err}"
 
@@ -195,8 +162,6 @@ def mask_url(url: str | None) -> str | None:
 
 def masked_config(cfg: Config, env: Mapping[str, str] | None = None) -> dict:
     """The active configuration for display: key names and whether they are set, never values."""
-    import os
-
     env = os.environ if env is None else env
     endpoints = []
     for e in cfg.endpoints:

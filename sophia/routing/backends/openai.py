@@ -1,55 +1,15 @@
-"""OpenAI-compatible chat backends over httpx, and the errors every backend raises."""
+"""The OpenAI-compatible chat backend over httpx: any serverless provider, vLLM, SGLang, Ollama."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
 
 import httpx
 
 from sophia.config import Endpoint, FailoverSettings
 from sophia.config.privacy import redact
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A piece of a reply: text, and on the last chunk the usage when reported."""
-
-    text: str = ""
-    usage: Usage | None = None
-
-
-class BackendError(Exception):
-    """A failed call. `kind` is one of KINDS; `retryable` says whether trying again may help."""
-
-    KINDS = ("connect", "timeout", "http_status", "malformed", "cut_stream")
-
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retryable: bool = True):
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
-        self.retryable = retryable
-
-
-class Backend(Protocol):
-    name: str
-    simulated: bool
-
-    def complete(self, model: str, messages: Sequence[Mapping], max_tokens: int) -> tuple[str, Usage | None]: ...
-
-    def stream(self, model: str, messages: Sequence[Mapping], max_tokens: int) -> Iterator[Chunk]: ...
-
-    def check(self) -> bool: ...
-
-    def close(self) -> None: ...
+from sophia.routing.backends.base import BackendError, Chunk, Usage
 
 
 def scrub(text: str, secret: str | None) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from sophia.config import Endpoint, Simulation
-from sophia.routing.backends.openai import BackendError, Chunk, Usage
+from sophia.routing.backends.base import BackendError, Chunk, Usage
 from sophia.routing.features import estimate_tokens, prompt_text
 
 _WORDS = (

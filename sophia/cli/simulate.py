@@ -1,0 +1,41 @@
+"""`sophia simulate`: a fleet over logged, imported or synthetic traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sophia import config as config_mod
+from sophia.cli.common import need_db as _need_db
+from sophia.cli.common import opt as _opt
+from sophia.cli.common import out as _out
+from sophia.cli.common import progress as _progress
+from sophia.log.db import Database, default_path
+
+
+def cmd_simulate(args) -> int:
+    from sophia import sim
+
+    req = sim.SimRequest(
+        source=args.source,
+        profile=args.profile,
+        scale=args.scale,
+        gpus=args.gpus,
+        gpu_hourly=args.gpu_hourly,
+        throughput=args.throughput,
+        max_concurrency=args.max_concurrency,
+        slo_ms=args.slo_ms,
+        policy=args.policy,
+        optimize=args.optimize,
+    )
+    cfg = config_mod.load(_opt(args, "config"))
+    path = _opt(args, "db") or default_path()
+    db = None
+    if args.profile is None or path == ":memory:" or Path(path).exists():
+        db = Database(_need_db(args))
+    try:
+        data, text = sim.simulate_command(req, cfg, db, on_wait=_progress)
+    finally:
+        if db is not None:
+            db.close()
+    _out(args, data, text)
+    return 0

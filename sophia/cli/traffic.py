@@ -1,0 +1,207 @@
+"""Commands over whole traffic: import a file, replay the log, export it as CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sophia import config as config_mod
+from sophia.analysis import replay
+from sophia.budgets import model as bmod
+from sophia.budgets import spend
+from sophia.cli.common import CLIError, need_db, opt, out, progress
+from sophia.ingest import importers
+from sophia.log import versions
+from sophia.log.db import Database
+
+SHOWN_PROBLEMS = 50  # bad rows listed on the terminal; --json lists them all
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+def _exclusions(path: str | None) -> set[str]:
+    if not path:
+        return set()
+    prompts = set()
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                prompts.add(obj["eval_prompt"] if isinstance(obj, dict) else str(obj))
+            except (ValueError, KeyError):
+                raise CLIError(f"--exclude {path}: line {n} is not a JSON object with eval_prompt") from None
+    return prompts
+
+
+def _print_problems(report: importers.ImportReport) -> None:
+    for ln, reason in report.problems[:SHOWN_PROBLEMS]:
+        print(f"  line {ln}: {reason}", file=sys.stderr)
+    if len(report.problems) > SHOWN_PROBLEMS:
+        print(f"  … and {len(report.problems) - SHOWN_PROBLEMS:,} more (use --json for all)", file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(opt(args, "config"))
+    db = Database(opt(args, "db"))
+    mapping = importers.Mapping(
+        args.ts_col,
+        args.ts_unit,
+        args.prompt_tokens_col,
+        args.completion_tokens_col,
+        args.prompt_col,
+        args.model_col,
+        args.latency_col,
+        args.start,
+    )
+    tty = sys.stderr.isatty() and not opt(args, "json")
+
+    def bar(frac: float, msg: str) -> None:  # the progress bar is user output, so stderr
+        if tty:
+            print(f"\r[{'#' * int(frac * 20):<20}] {msg[:70]:<70}", end="" if frac < 1 else "\n", file=sys.stderr)
+
+    try:
+        with db.cursor(on_wait=progress) as cur:
+            version = versions.ensure(cur, cfg)
+        report = importers.import_file(
+            db,
+            cfg,
+            args.path,
+            args.format,
+            source=args.source,
+            mapping=mapping,
+            exclude_prompts=_exclusions(args.exclude),
+            policy_version=version,
+            progress=bar,
+        )
+    finally:
+        db.close()
+    if opt(args, "json"):
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.summary())
+        _print_problems(report)
+    return 0
+
+
+# --- replay -------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if args.since and args.until and args.until <= args.since:
+        raise CLIError(f"--until {args.until:%Y-%m-%d %H:%M} is not after --since {args.since:%Y-%m-%d %H:%M}")
+    base = config_mod.load(opt(args, "config"))
+    db = Database(need_db(args))
+    try:
+        with db.cursor(on_wait=progress) as cur:
+            _, cfg = versions.resolve(cur, base)
+            traffic = replay.load(cur, args.source, args.since, args.until)
+    finally:
+        db.close()
+    if not traffic.n:
+        raise CLIError("no request matches the selection: check --source, --since and --until (see `sophia stats`)")
+    changes = {}
+    if args.complexity_threshold is not None:
+        changes["complexity_threshold"] = args.complexity_threshold
+    if args.cost_threshold is not None:
+        changes["cost_threshold_usd"] = args.cost_threshold
+    cfg = cfg.with_routing(**changes)
+    tiers = replay.label_tiers(traffic)
+    prepared = replay.prepare(traffic, cfg, tiers)
+    if args.sweep:
+        _print_sweep(args, traffic, cfg, tiers, prepared)
+    else:
+        _print_replay(args, replay.replay(traffic, cfg, tiers, prepared).as_dict())
+    return 0
+
+
+def _print_sweep(args: argparse.Namespace, traffic, cfg, tiers, prepared) -> None:
+    sw = replay.sweep(traffic, cfg, tiers=tiers, prepared=prepared)
+    data = {"sweep": sw.to_dict(orient="records")}
+    if tiers and traffic.labelled.any():
+        c = replay.curve(traffic, sw, tiers)
+        data |= {
+            "weak_quality": c.weak,
+            "strong_quality": c.strong,
+            "apgr": c.apgr,
+            "random_apgr": c.random_apgr,
+            "oracle_apgr": c.oracle_apgr,
+            "tiers": tiers,
+        }
+    text = sw[["threshold", "dedicated_share", "metered_cost_usd", "amortized_cost_usd", "quality"]].to_string(
+        index=False, float_format=lambda v: f"{v:.4f}"
+    )
+    if "apgr" in data:
+        text += (
+            f"\nquality gap recovered (APGR): policy {data['apgr']:.3f}, random {data['random_apgr']:.3f}, "
+            f"oracle {data['oracle_apgr']:.3f}"
+        )
+    out(args, data, text)
+
+
+def _print_replay(args: argparse.Namespace, r: dict) -> None:
+    q = f"{r['quality']:.1%} of {r['labelled_requests']:,} labelled" if r["quality"] is not None else "no labels"
+    latency = ", ".join(f"{k} p50 {v['p50']:.0f} ms / p95 {v['p95']:.0f} ms" for k, v in r["latency_ms"].items())
+    lines = [
+        f"requests     {r['requests']:,}: {r['serverless']:,} serverless, {r['dedicated']:,} dedicated",
+        f"cost         metered ${r['metered_cost_usd']:,.4f}, dedicated share ${r['amortized_cost_usd']:,.4f}, "
+        f"GPU-hours ${r['fixed_cost_usd']:,.2f}",
+        "latency      " + latency,
+        f"quality      {q}",
+        f"changed      {r['changed_decisions']:,} decisions differ from the log "
+        f"({r['runtime_only_decisions']:,} runtime-only decisions not compared)",
+    ]
+    out(args, r, "\n".join(lines))
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.export_what == "requests":
+        return _export_requests(args)
+    if args.export_what != "spend":
+        raise CLIError("say what to export: `sophia export spend --by day|week|month` or `sophia export requests`")
+    return _export_spend(args)
+
+
+def _export_spend(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(opt(args, "config"))
+    _, alert_settings = bmod.from_config(cfg)
+    groups = [g.strip() for item in args.group for g in item.split(",") if g.strip()]
+    db = Database(need_db(args))
+    try:
+        with db.cursor(on_wait=progress) as cur:
+            df = spend.spend(cur, cfg, args.by, groups, args.source, alert_settings.timezone)
+    finally:
+        db.close()
+    text = spend.to_csv(df)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(df):,} rows to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _export_requests(args: argparse.Namespace) -> int:
+    """Every selected row, streamed batch by batch (no row limit), cells inert, no secrets."""
+    from sophia.log import analytics, export
+
+    cfg = config_mod.load(opt(args, "config"))
+    f = analytics.Filters(start=args.since, end=args.until, source=tuple(args.source)).validate()
+    db = Database(need_db(args))
+    try:
+        secrets = export.secret_values(cfg, config_mod.load_secrets())
+        with db.cursor(on_wait=progress) as cur:
+            if args.out:
+                with open(args.out, "wb") as fh:
+                    n = export.write_csv(cur, f, fh, secrets=secrets)
+                print(f"wrote {n:,} bytes to {args.out}", file=sys.stderr)
+            else:
+                export.write_csv(cur, f, sys.stdout.buffer, secrets=secrets)
+    finally:
+        db.close()
+    return 0

@@ -1,0 +1,91 @@
+"""What a request asks of the router, and what came of it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sophia.money import pricing
+from sophia.routing import policy
+from sophia.vocab import Source, Status
+
+
+@dataclass
+class ChatRequest:
+    messages: Sequence[Mapping]
+    max_tokens: int | None = None
+    force_tier: str | None = None
+    force_model: str | None = None
+    source: str = Source.API
+    api_key_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class Result:
+    request_id: str
+    decision: policy.Decision | None
+    status: str  # ok | error | refused | cancelled
+    text: str = ""
+    tier: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    attempts: int = 0
+    path: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_estimated: bool = False
+    metered_cost_usd: float = 0.0
+    amortized_cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    cached: bool = False
+    simulated: bool = False
+    streamed: bool = False
+    ts: datetime | None = None
+    policy_version: int | None = None
+    reservation: object | None = field(default=None, repr=False)
+    recorded: bool = field(default=False, repr=False)
+
+    @property
+    def cost_usd(self) -> float:
+        """What the request cost: metered for serverless, its GPU-time share for dedicated."""
+        return round(self.metered_cost_usd + self.amortized_cost_usd, pricing.DIGITS)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+
+class StreamHandle:
+    """Iterate for the reply's text as it arrives; `result` is set once the stream ends.
+
+    Closing the handle (or dropping it) before the stream ends records the request as
+    cancelled with what was received, even when iteration never began.
+    """
+
+    def __init__(self, gen: Iterator[str], on_abandon: Callable[[], None]) -> None:
+        self._gen = gen
+        self._on_abandon = on_abandon
+        self.result: Result | None = None
+        self.live: Result | None = None  # the result being filled in; its routing is final at the first text
+
+    def __iter__(self) -> Iterator[str]:
+        return self._gen
+
+    def close(self) -> None:
+        never_ran = inspect.getgeneratorstate(self._gen) == inspect.GEN_CREATED
+        self._gen.close()
+        if never_ran:  # a generator that never ran has no `finally` to run: record it here (once)
+            self._on_abandon()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # never raise from a finalizer
+            pass

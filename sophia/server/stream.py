@@ -1,0 +1,114 @@
+"""A streamed completion: one routing thread owns the router's generator (`Pump`) and hands each
+text delta to the event loop, which sends it as a server-sent event (`Chunks`).
+
+Only the pump's thread ever touches the generator, so it is never advanced and closed at once:
+when the client goes away the response sets `cancelled`, and the thread closes the generator at
+the next delta, which records the request as `cancelled` with the tokens it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from sophia.routing import views
+from sophia.routing.result import ChatRequest, Result
+from sophia.routing.router import Router
+from sophia.server.errors import ApiError, result_error
+from sophia.vocab import Status
+
+# Items on a pump's queue: ("first", text, Routing), ("delta", text), ("end", Result), ("raise", exc).
+FIRST, DELTA, END, RAISE = "first", "delta", "end", "raise"
+
+
+class Pump:
+    """Runs one stream on a routing thread and hands its deltas to the event loop."""
+
+    __slots__ = ("loop", "queue", "cancelled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False
+
+    def _put(self, item: tuple) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: nobody is listening any more
+            self.cancelled = True
+
+    def run(self, router: Router, req: ChatRequest) -> None:
+        try:
+            handle = router.stream(req)
+        except Exception as e:  # validation (before anything is recorded) or a bug
+            self._put((RAISE, e))
+            return
+        first = True
+        try:
+            for text in handle:
+                if first:
+                    # The routing is final at the first text: the response headers need it now.
+                    self._put((FIRST, text, views.routing(handle.live)))
+                    first = False
+                else:
+                    self._put((DELTA, text))
+                if self.cancelled:
+                    handle.close()  # records `cancelled` with what was received
+                    break
+        except Exception as e:  # the router records backend failures itself; this is a bug
+            self._put((RAISE, e))
+            return
+        self._put((END, handle.result))
+
+
+class Chunks:
+    """Server-sent event bytes of one stream, in the OpenAI chat.completion.chunk format."""
+
+    def __init__(self, request_id: str, model: str | None, include_usage: bool) -> None:
+        self.id = f"chatcmpl-{request_id}"
+        self.created = int(time.time())
+        self.include_usage = include_usage
+        # The start of every delta event, rendered once: deltas are the hot part of a stream.
+        self._head = (
+            f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{json.dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,'
+        )
+
+    def role(self) -> bytes:
+        return (
+            self._head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+        ).encode()
+
+    def delta(self, text: str) -> bytes:
+        return (
+            self._head + '"delta":{"content":' + json.dumps(text) + '},"logprobs":null,"finish_reason":null}]}\n\n'
+        ).encode()
+
+    @staticmethod
+    def _event(obj: dict) -> bytes:
+        return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+    def end(self, res: Result, max_tokens: int | None) -> bytes:
+        """The final chunk (and the usage chunk), or an error event if the reply broke off; then [DONE]."""
+        base = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": res.model,
+            "system_fingerprint": None,
+        }
+        out = []
+        if res.status == Status.OK:
+            finish = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": views.finish_reason(res, max_tokens)}
+            out.append(self._event({**base, "choices": [finish], "sophia": views.sophia_extension(res)}))
+            if self.include_usage:
+                out.append(self._event({**base, "choices": [], "usage": views.usage(res)}))
+        else:  # the reply broke off after text was sent: an error event, as OpenAI streams do
+            out.append(self._event({**result_error(res).body(), "sophia": views.sophia_extension(res)}))
+        out.append(b"data: [DONE]\n\n")
+        return b"".join(out)
+
+    def crash(self) -> bytes:
+        err = ApiError(500, "internal error while streaming", "server_error")
+        return self._event(err.body()) + b"data: [DONE]\n\n"

@@ -1,0 +1,317 @@
+"""The app's Plotly figures (overview, endpoints, budgets, tuning) and the styling they share.
+
+Streamlit-free: every builder takes frames or plain values and returns a `go.Figure`, so the
+pages only place them. The simulator's figures are in `sophia.ui.sim_view`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from sophia.analysis import replay
+from sophia.config import Config
+from sophia.routing import policy
+from sophia.vocab import Tier
+
+TIER_COLORS = {Tier.SERVERLESS: "#4F46E5", Tier.DEDICATED: "#0EA5A4"}
+PALETTE = ["#4F46E5", "#0EA5A4", "#F59E0B", "#EC4899", "#10B981", "#8B5CF6", "#EF4444", "#64748B"]
+TIGHT = {"l": 10, "r": 10, "t": 10, "b": 10}  # margins of a chart under its own subheader
+RED, AMBER, SLATE = "#EF4444", "#F59E0B", "#64748B"
+
+
+def color_map(values: Iterable[Any]) -> dict[str, str]:
+    """A stable color per value: the tiers keep theirs, other values take unused palette colors."""
+    out = dict(TIER_COLORS)
+    free = [c for c in PALETTE if c not in out.values()]
+    i = 0
+    for v in values:
+        if v not in out:
+            out[v] = free[i % len(free)]
+            i += 1
+    return out
+
+
+def stacked_bars(bars: Iterable[tuple[str, Any, Any, str]], hover: str | None = None, **style: Any) -> go.Figure:
+    """One bar trace per (name, x, y, color), stacked; `hover` may name the trace as {name}."""
+    fig = go.Figure()
+    for name, x, y, color in bars:
+        extra = {"hovertemplate": hover.replace("{name}", name)} if hover else {}
+        fig.add_bar(x=x, y=y, name=name, marker_color=color, **style, **extra)
+    fig.update_layout(barmode="stack")
+    return fig
+
+
+def lines(traces: Iterable[tuple[str, Any, Any, dict]], **layout: Any) -> go.Figure:
+    """One line trace per (name, x, y, line style)."""
+    fig = go.Figure()
+    for name, x, y, line in traces:
+        fig.add_scatter(x=x, y=y, name=name, mode="lines", line=line)
+    fig.update_layout(**layout)
+    return fig
+
+
+# --- overview -----------------------------------------------------------------------------
+
+OVER_TIME = {"height": 380, "margin": TIGHT, "hovermode": "x unified", "legend": {"orientation": "h", "y": -0.15}}
+
+
+def latency_over_time(df: pd.DataFrame) -> go.Figure:
+    """p50 and p95 latency per bucket (frame of `analytics.latency_series`)."""
+    fig = lines(
+        [
+            ("p50", df["bucket"], df["p50_ms"], {"color": PALETTE[0]}),
+            ("p95", df["bucket"], df["p95_ms"], {"color": AMBER, "dash": "dot"}),
+        ],
+        **OVER_TIME,
+    )
+    fig.update_yaxes(title="latency (ms)", rangemode="tozero")
+    return fig
+
+
+def groups_over_time(df: pd.DataFrame, measure: str, fixed: pd.DataFrame | None = None) -> go.Figure:
+    """Requests or spend per bucket, one stacked bar per group (frame of `analytics.timeseries`).
+
+    For spend, `fixed` (from `analytics.fixed_series`) adds the GPU-hours paid as a line on a
+    second axis: they usually dwarf per-request costs.
+    """
+    colors = color_map(df["group"].unique())
+    fig = stacked_bars(
+        (
+            str(g),
+            part["bucket"],
+            part["requests"] if measure == "Requests" else part["metered_usd"] + part["amortized_usd"],
+            colors[g],
+        )
+        for g, part in df.groupby("group", sort=True)
+    )
+    if measure != "Spend":
+        fig.update_yaxes(title="requests")
+    else:
+        if fixed is not None and fixed["fixed_usd"].sum() > 0:
+            fig.add_scatter(
+                x=fixed["bucket"],
+                y=fixed["fixed_usd"],
+                name="GPU-hours paid (fixed, right axis)",
+                mode="lines",
+                line={"color": "#1E2233", "dash": "dash", "shape": "hv"},
+                yaxis="y2",
+            )
+            fig.update_layout(
+                yaxis2={
+                    "title": "GPU-hours paid (USD)",
+                    "overlaying": "y",
+                    "side": "right",
+                    "tickprefix": "$",
+                    "rangemode": "tozero",
+                    "showgrid": False,
+                }
+            )
+        fig.update_layout(yaxis={"title": "request cost (USD)", "tickprefix": "$"})
+    fig.update_layout(**OVER_TIME)
+    return fig
+
+
+def spend_by_model(by_model: pd.DataFrame) -> go.Figure:
+    """Horizontal bars of each model's cost (frame of `analytics.breakdown_by(..., "model")`)."""
+    cost = by_model["metered_usd"] + by_model["amortized_usd"]
+    colors = color_map(by_model["group"])
+    fig = go.Figure(
+        go.Bar(
+            x=cost,
+            y=by_model["group"],
+            orientation="h",
+            marker_color=[colors[g] for g in by_model["group"]],
+            customdata=by_model["requests"],
+            hovertemplate="%{y}<br>$%{x:.4f} over %{customdata:,} requests<extra></extra>",
+        )
+    )
+    fig.update_layout(height=260, margin=TIGHT, xaxis={"tickprefix": "$"}, yaxis={"autorange": "reversed"})
+    return fig
+
+
+def share_pie(df: pd.DataFrame) -> go.Figure:
+    """A ring of requests per group (frame of `analytics.breakdown_by`)."""
+    fig = go.Figure(
+        go.Pie(labels=df["group"], values=df["requests"], hole=0.55, marker={"colors": PALETTE}, sort=False)
+    )
+    fig.update_layout(height=260, margin=TIGHT)
+    return fig
+
+
+# --- endpoints ----------------------------------------------------------------------------
+
+
+def endpoint_latency(lat: pd.DataFrame, names: list[str], label: Callable[[str], str]) -> go.Figure:
+    """p95 latency per endpoint over time (frame of `analytics.endpoint_latency`)."""
+    colors = color_map(names)
+    return lines(
+        (
+            (label(name), part["bucket"], part["p95_ms"], {"color": colors.get(name)})
+            for name, part in lat.groupby("endpoint", sort=False)
+        ),
+        height=320,
+        margin=TIGHT,
+        hovermode="x unified",
+        yaxis={"title": "p95 latency (ms)", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.2},
+    )
+
+
+# --- budgets ------------------------------------------------------------------------------
+
+
+def cumulative_spend(hourly: list[float], fixed_per_hour: float, spent: float) -> list[float]:
+    """Spend at the end of each hour; the last point is at least what the guard counts now."""
+    cum, total = [], 0.0
+    for i, h in enumerate(hourly):
+        total += h + fixed_per_hour
+        cum.append(total if i < len(hourly) - 1 else max(total, spent))
+    return cum
+
+
+def budget_forecast(
+    period: tuple[datetime, datetime],
+    now: datetime,
+    cum: list[float],
+    spent: float,
+    limit: tuple[float, float],
+    forecast: Any = None,
+) -> go.Figure:
+    """A budget's period: spend so far by the hour, the forecast range, the limit and soft limit.
+
+    `limit` is (amount in USD, soft limit as a share); `forecast` a `budgets.model.Forecast`.
+    """
+    (start, end), (amount, soft) = period, limit
+    hours = [start + timedelta(hours=i + 1) for i in range(len(cum))]
+    fig = go.Figure()
+    fig.add_scatter(x=[start, *hours], y=[0.0, *cum], name="spent", line={"color": PALETTE[0], "width": 3})
+    if forecast is not None and now < end:
+        fig.add_scatter(
+            x=[now, end, end, now],
+            y=[spent, forecast.projected_high_usd, forecast.projected_low_usd, spent],
+            fill="toself",
+            fillcolor="rgba(245,158,11,0.15)",
+            line={"width": 0},
+            name="forecast range",
+            hoverinfo="skip",
+        )
+        fig.add_scatter(
+            x=[now, end], y=[spent, forecast.projected_usd], name="forecast", line={"color": AMBER, "dash": "dash"}
+        )
+    fig.add_hline(y=amount, line={"color": RED}, annotation_text="limit")
+    fig.add_hline(y=amount * soft, line={"color": AMBER, "dash": "dot"}, annotation_text=f"soft limit {soft:.0%}")
+    fig.update_layout(
+        height=280, margin={"t": 10, "b": 10}, yaxis_tickprefix="$", showlegend=False, xaxis_range=[start, end]
+    )
+    return fig
+
+
+# --- threshold tuning ---------------------------------------------------------------------
+
+
+def labelled_share(r: replay.ReplayResult, t: replay.Traffic, cfg: Config) -> float:
+    """Share of the labelled requests a replay sends to dedicated GPUs."""
+    ded = np.isin(r.code, [k for k, tg in enumerate(policy.targets(cfg)) if tg[0] == policy.DEDICATED])
+    return float((ded & t.labelled).sum() / max(t.labelled.sum(), 1))
+
+
+def _quality_curve(fig: go.Figure, sw: pd.DataFrame, t: replay.Traffic, tiers: dict) -> None:
+    cv = replay.curve(t, sw, tiers)
+    fig.add_scatter(
+        x=cv.random["share"],
+        y=cv.random["quality"],
+        name=f"random (APGR {cv.random_apgr:.2f})",
+        line={"dash": "dot", "color": "#94A3B8"},
+    )
+    fig.add_scatter(
+        x=cv.oracle["share"],
+        y=cv.oracle["quality"],
+        name=f"oracle (APGR {cv.oracle_apgr:.2f})",
+        line={"dash": "dash", "color": "#10B981"},
+    )
+    fig.add_scatter(
+        x=sw["labelled_share"],
+        y=sw["quality"],
+        name=f"policy sweep (APGR {cv.apgr:.2f})",
+        mode="lines+markers",
+        line={"color": PALETTE[0]},
+        marker={"size": 4},
+        customdata=sw["threshold"],
+        hovertemplate="threshold %{customdata:.2f}<br>share %{x:.1%}<br>quality %{y:.1%}<extra></extra>",
+    )
+    fig.add_scatter(
+        x=[0, 1],
+        y=[cv.weak, cv.strong],
+        mode="markers+text",
+        name="one tier only",
+        text=["all serverless", "all dedicated"],
+        textposition=["top right", "bottom left"],
+        marker={"size": 9, "color": "#0F172A"},
+    )
+    fig.update_layout(
+        yaxis_title="quality (share correct)",
+        yaxis_tickformat=".0%",
+        xaxis_title="share of the labelled requests sent to dedicated GPUs",
+    )
+
+
+def _cost_curve(fig: go.Figure, sw: pd.DataFrame, t: replay.Traffic) -> None:
+    fig.add_scatter(
+        x=sw["dedicated_share"],
+        y=sw["metered_cost_usd"].map(lambda v: replay.monthly(v, t)),
+        name="policy sweep",
+        mode="lines+markers",
+        line={"color": PALETTE[0]},
+        marker={"size": 4},
+        customdata=sw["threshold"],
+        hovertemplate="threshold %{customdata:.2f}<br>share %{x:.1%}<br>$%{y:,.2f}/month<extra></extra>",
+    )
+    fig.update_layout(
+        yaxis_title="metered spend, USD a month", yaxis_tickprefix="$", xaxis_title="share sent to dedicated GPUs"
+    )
+
+
+def tuning_curve(
+    sw: pd.DataFrame,
+    current: replay.ReplayResult,
+    proposed: replay.ReplayResult,
+    t: replay.Traffic,
+    tiers: dict,
+    cfg: Config,
+) -> go.Figure:
+    """The threshold sweep: quality against share with labels, else monthly spend against share,
+    with the current and the proposed policy marked."""
+    fig = go.Figure()
+    labelled = bool(tiers) and t.labelled.any() and tiers[Tier.SERVERLESS] != tiers[Tier.DEDICATED]
+    if labelled:
+        _quality_curve(fig, sw, t, tiers)
+        ys = (current.quality, proposed.quality)
+        xs = (labelled_share(current, t, cfg), labelled_share(proposed, t, cfg))
+    else:
+        _cost_curve(fig, sw, t)
+        ys = (replay.monthly(current.metered_cost_usd, t), replay.monthly(proposed.metered_cost_usd, t))
+        xs = (current.dedicated_share, proposed.dedicated_share)
+    fig.add_scatter(
+        x=[xs[0]],
+        y=[ys[0]],
+        name="current",
+        mode="markers",
+        marker={"size": 14, "color": SLATE, "symbol": "circle-open", "line": {"width": 3}},
+    )
+    fig.add_scatter(
+        x=[xs[1]], y=[ys[1]], name="proposed", mode="markers", marker={"size": 14, "color": AMBER, "symbol": "star"}
+    )
+    fig.update_layout(
+        xaxis_tickformat=".0%",
+        height=380,
+        margin={"t": 30, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
+        title="Across complexity thresholds 0.00 … 1.00 (proposed weights)",
+    )
+    return fig
