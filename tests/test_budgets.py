@@ -56,6 +56,28 @@ def router_with(fleet, log, budgets, now=None, on_alert=None, **overrides):
     return r
 
 
+def _all_in_flight_before_any_settles(guard: BudgetGuard, n: int) -> None:
+    """Hold every settlement until `n` requests have been admitted. A settled request frees
+    its worst-case reservation down to its (smaller) actual cost, so without the hold a late
+    request could be admitted into room an early one freed, and the test would race."""
+    admitted, lock, all_in = [0], threading.Lock(), threading.Event()
+    admit, settle = guard.admit, guard.settle
+
+    def counted_admit(*args, **kw):
+        out = admit(*args, **kw)
+        with lock:
+            admitted[0] += 1
+            if admitted[0] >= n:
+                all_in.set()
+        return out
+
+    def held_settle(*args, **kw):
+        assert all_in.wait(60), "not every request was admitted"
+        return settle(*args, **kw)
+
+    guard.admit, guard.settle = counted_admit, held_settle
+
+
 @pytest.mark.parametrize("soft", [0.8, 1.0])
 def test_fifty_concurrent_requests_against_a_budget_for_ten(fleet, log, soft):
     db, writer = log
@@ -67,6 +89,7 @@ def test_fifty_concurrent_requests_against_a_budget_for_ten(fleet, log, soft):
     scope = "model:llama-4-scout-17b-16e-instruct"
     r = router_with(fleet, log, [{"scope": scope, "amount_usd": limit, "soft_limit": soft}])
     results, barrier = [], threading.Barrier(50)
+    _all_in_flight_before_any_settles(r.guard, 50)
 
     def one(i):
         barrier.wait()

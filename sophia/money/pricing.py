@@ -89,7 +89,8 @@ def cost_of(cfg: Config, endpoint: str, model: str, prompt_tokens, completion_to
     """(metered, amortized) USD of requests all served by one endpoint and model."""
     ep = cfg.endpoint(endpoint)
     # One request (the live path) stays in plain floats.
-    zeros = np.zeros(np.shape(prompt_tokens)) if np.ndim(prompt_tokens) or np.ndim(completion_tokens) else 0.0
+    arrays = isinstance(prompt_tokens, np.ndarray) or isinstance(completion_tokens, np.ndarray)
+    zeros = np.zeros(np.shape(prompt_tokens)) if arrays else 0.0
     if ep.tier == Tier.SERVERLESS:
         price = price_of(cfg, model)
         return metered_cost(prompt_tokens, completion_tokens, price.input_per_mtok, price.output_per_mtok), zeros

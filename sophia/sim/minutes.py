@@ -46,17 +46,22 @@ class Minutes:
     def span_s(self) -> float:
         return self.count * MINUTE_S
 
-    def scaled(self, k: float) -> Minutes:
-        """The same minutes at k times the volume (fluid counts need not be whole)."""
+    def mapped(self, fn: Callable[[np.ndarray], np.ndarray], **changes) -> Minutes:
+        """These minutes with `fn` applied to every per-minute series (counts, tokens, costs)."""
         return replace(
             self,
-            serverless_n=self.serverless_n * k,
-            serverless_metered=self.serverless_metered * k,
-            n=[x * k for x in self.n],
-            prompt=[x * k for x in self.prompt],
-            completion=[x * k for x in self.completion],
-            overflow_metered=[x * k for x in self.overflow_metered],
+            serverless_n=fn(self.serverless_n),
+            serverless_metered=fn(self.serverless_metered),
+            n=[fn(x) for x in self.n],
+            prompt=[fn(x) for x in self.prompt],
+            completion=[fn(x) for x in self.completion],
+            overflow_metered=[fn(x) for x in self.overflow_metered],
+            **changes,
         )
+
+    def scaled(self, k: float) -> Minutes:
+        """The same minutes at k times the volume (fluid counts need not be whole)."""
+        return self.mapped(lambda x: x * k)
 
     def repeated(self, days: float, growth_per_month: float = 0.0) -> Minutes:
         """These minutes back to back until `days` are covered, times (1 + growth) per month."""
@@ -64,18 +69,7 @@ class Minutes:
         reps = math.ceil(total / self.count)
         g = (1 + growth_per_month) ** (np.arange(total) / (MONTH_DAYS * MINUTES_PER_DAY))
 
-        def rep(x):
-            return np.tile(x, reps)[:total] * g
-
-        return replace(
-            self,
-            serverless_n=rep(self.serverless_n),
-            serverless_metered=rep(self.serverless_metered),
-            n=[rep(x) for x in self.n],
-            prompt=[rep(x) for x in self.prompt],
-            completion=[rep(x) for x in self.completion],
-            overflow_metered=[rep(x) for x in self.overflow_metered],
-        )
+        return self.mapped(lambda x: np.tile(x, reps)[:total] * g)
 
 
 def _quantiles(x: np.ndarray, points: int = PROMPT_QUANTILES) -> np.ndarray:
@@ -131,20 +125,7 @@ def minutes_of_profile(
     one = minutes_of(replace(w, t=np.zeros(w.n), span_s=MINUTE_S), cfg, fleet, policy)
     per_request = 1.0 / w.n
 
-    def series(x):
-        return rates * (x[0] * per_request)
-
-    return replace(
-        one,
-        start=np.datetime64(profile.start, "us"),
-        serverless_n=series(one.serverless_n),
-        serverless_metered=series(one.serverless_metered),
-        n=[series(x) for x in one.n],
-        prompt=[series(x) for x in one.prompt],
-        completion=[series(x) for x in one.completion],
-        overflow_metered=[series(x) for x in one.overflow_metered],
-        label="profile",
-    )
+    return one.mapped(lambda x: rates * (x[0] * per_request), start=np.datetime64(profile.start, "us"), label="profile")
 
 
 def sized_minutes(w: Workload, cfg: Config, fleet: Fleet, policy: str) -> Callable[[int], Minutes]:
