@@ -15,13 +15,22 @@ _VIEW = "_sophia_append"
 
 def append_from(cur: duckdb.DuckDBPyConnection, source: str, params: list | None = None) -> int:
     """Insert the rows of `source` (a table name or a table function such as `read_parquet(?)`)
-    whose request id is not logged yet; returns the rows added."""
-    row = cur.execute(
-        f"""INSERT INTO requests BY NAME
-            SELECT s.* FROM {source} s
-            WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = s.request_id)""",
-        params or [],
-    ).fetchone()
+    whose request id is not logged yet; returns the rows added.
+
+    A logged copy of a record has the same `ts`, so only the log's rows within the batch's time
+    span can be duplicates: DuckDB reads just those row groups (by their min/max), and when
+    there are none (a fresh import) the rows go in without a join, which would hold the whole
+    batch in memory. A flush then costs the same on a log of ten million rows as on an empty one."""
+    params = params or []
+    lo, hi = cur.execute(f"SELECT min(ts), max(ts) FROM {source}", params).fetchone()
+    if lo is None:  # no time to bound by: check the whole log
+        check, bounds = "WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = s.request_id)", []
+    elif cur.execute("SELECT 1 FROM requests WHERE ts BETWEEN ? AND ? LIMIT 1", [lo, hi]).fetchone():
+        check = "WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.ts BETWEEN ? AND ? AND r.request_id = s.request_id)"
+        bounds = [lo, hi]
+    else:
+        check, bounds = "", []
+    row = cur.execute(f"INSERT INTO requests BY NAME SELECT s.* FROM {source} s {check}", [*params, *bounds]).fetchone()
     return int(row[0]) if row else 0
 
 
