@@ -57,7 +57,7 @@ class Runtime:
         now: Callable[[], datetime] = _utcnow,
     ) -> Runtime:
         cfg = cfg or config_mod.load(config_path)
-        _, alert_settings = bmod.from_config(cfg)  # validates [[budgets]] and [alerts] before anything opens
+        alert_settings = cfg.alerts  # checked when the file was loaded
         db = Database(db_path)
         with db.cursor(wait_s, on_wait) as cur:
             version, active = versions.resolve(cur, cfg)
@@ -92,7 +92,7 @@ class Runtime:
     def refresh_settings(self) -> bool:
         """Pick up a version applied by another process; True when the settings changed."""
         with self.db.cursor() as cur:
-            latest = versions.history(cur)[0]
+            latest = versions.latest(cur)
         if latest.version == self.router.policy_version:
             return False
         self._use(versions.config_from(self.cfg, latest.settings), latest.version)

@@ -20,13 +20,6 @@ from sophia.config.budgets import AlertSettings, Budget, check_scope, parse_budg
 from sophia.money import pricing
 from sophia.money.periods import bounds as period_bounds  # noqa: F401  (the guard and pages bound periods here)
 
-STATES = ("ok", "soft", "hard")
-
-
-def from_config(cfg: Config) -> tuple[list[Budget], AlertSettings]:
-    """The budgets and alert settings of the file (checked when it was loaded)."""
-    return list(cfg.budgets), cfg.alerts
-
 
 def to_json(budgets: Sequence[Budget]) -> str:
     return json.dumps([b.as_dict() for b in budgets], sort_keys=True)

@@ -19,7 +19,7 @@ def _digest(text: str) -> str:
 
 def resolve(con, cfg: Config) -> tuple[int, list[bmod.Budget]]:
     """The active budgets: the file's when they changed since last seen, else the newest version."""
-    mine, _ = bmod.from_config(cfg)
+    mine = list(cfg.budgets)
     text = bmod.to_json(mine)
     seeded = _STORE.seed(con, text, _digest(text))
     if seeded is not None:

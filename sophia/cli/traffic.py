@@ -9,7 +9,6 @@ from pathlib import Path
 
 from sophia import config as config_mod
 from sophia.analysis import replay
-from sophia.budgets import model as bmod
 from sophia.budgets import spend
 from sophia.cli.common import CLIError, need_db, opt, out, progress
 from sophia.ingest import importers
@@ -169,7 +168,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_spend(args: argparse.Namespace) -> int:
     cfg = config_mod.load(opt(args, "config"))
-    _, alert_settings = bmod.from_config(cfg)
+    alert_settings = cfg.alerts
     groups = [g.strip() for item in args.group for g in item.split(",") if g.strip()]
     db = Database(need_db(args))
     try:

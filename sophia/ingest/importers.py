@@ -207,7 +207,7 @@ def _store(db: Database, report: ImportReport, table: pa.Table, labels: pa.Table
         report.import_id, report.path, report.format, report.source, report.imported, report.skipped
     )
     with db.cursor() as cur:
-        imports_log.store(cur, row, table, labels, now)
+        report.imported = imports_log.store(cur, row, table, labels, now)
 
 
 # --- parsed columns into records ----------------------------------------------------------

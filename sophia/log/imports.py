@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import duckdb
@@ -29,11 +29,13 @@ def source_of(cur: duckdb.DuckDBPyConnection, import_id: str) -> str | None:
 
 def store(
     cur: duckdb.DuckDBPyConnection, row: ImportRow, requests: pa.Table, labels: pa.Table | None, now: datetime
-) -> None:
-    """The requests, their labels and the import's row, in one transaction: all or nothing."""
+) -> int:
+    """The requests, their labels and the import's row, in one transaction: all or nothing.
+    Returns the requests added (ids already logged are skipped, and the row says so)."""
     cur.execute("BEGIN TRANSACTION")
     try:
-        append(cur, requests)
+        added = append(cur, requests)
+        row = replace(row, imported=added)
         if labels is not None:
             cur.register("_labels", labels)
             cur.execute("INSERT INTO request_labels SELECT * FROM _labels")
@@ -46,3 +48,4 @@ def store(
     except BaseException:
         cur.execute("ROLLBACK")
         raise
+    return added

@@ -29,6 +29,12 @@ class Version:
 _STORE = VersionStore("settings_versions", "settings")
 
 
+def latest(con: duckdb.DuckDBPyConnection) -> Version:
+    """The newest version (one row read, for the refresh that runs every few seconds)."""
+    v = _STORE.latest(con)
+    return Version(v.version, v.created_at, v.origin, v.note, json.loads(v.document))
+
+
 def history(con: duckdb.DuckDBPyConnection) -> list[Version]:
     """Every policy version, newest first."""
     return [Version(v.version, v.created_at, v.origin, v.note, json.loads(v.document)) for v in _STORE.history(con)]

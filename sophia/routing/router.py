@@ -194,7 +194,7 @@ class Router:
         except Exception as e:  # a bug, not a backend failure: still one record, with the reason
             res.status, res.error_kind = Status.ERROR, "internal"
             res.error = f"internal error while routing: {type(e).__name__}: {e}"
-            logger.exception("sophia: %s", res.error)
+            logger.exception("%s", res.error)
         except GeneratorExit:
             # The consumer went away mid-stream: record what it received.
             if not res.cached:
