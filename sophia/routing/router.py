@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
+
 from sophia.config import Config, api_key
 from sophia.config.policy_settings import digest, settings_of
 from sophia.money import pricing
@@ -27,14 +29,19 @@ logger = logging.getLogger(__name__)
 
 
 def make_backends(
-    cfg: Config, sleep: Callable[[float], None] = time.sleep, secrets: dict | None = None
+    cfg: Config,
+    sleep: Callable[[float], None] = time.sleep,
+    secrets: dict | None = None,
+    transport: Callable[[], httpx.BaseTransport] | None = None,
 ) -> dict[str, Backend]:
+    """A backend per endpoint; real ones on `transport()` when given (else httpx's own)."""
     out: dict[str, Backend] = {}
     for e in cfg.endpoints:
         if e.simulated:
             out[e.name] = SimulatedBackend(e, sleep=sleep)
         else:
-            out[e.name] = OpenAIBackend(e, api_key(e, secrets), cfg.failover)
+            t = transport() if transport is not None else None
+            out[e.name] = OpenAIBackend(e, api_key(e, secrets), cfg.failover, transport=t)
     return out
 
 

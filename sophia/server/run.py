@@ -17,11 +17,10 @@ import httpx
 import uvicorn
 
 from sophia import config as config_mod
-from sophia.config import Config, ConfigError, api_key
+from sophia.config import Config, ConfigError
 from sophia.config.diagnostics import setup_logging
 from sophia.config.server import ServerSettings
 from sophia.log.db import DatabaseBusy, DatabaseError
-from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.transport import FastTransport
 from sophia.routing.router import make_backends
 from sophia.runtime import Runtime
@@ -53,15 +52,11 @@ def check_exposure(host: str, settings: ServerSettings) -> None:
 
 def server_backends(cfg: Config, settings: ServerSettings) -> dict:
     """The router's backends; real endpoints on the lean transport unless `upstream_http = "httpx"`."""
-    secrets = config_mod.load_secrets()
-    backends = make_backends(cfg, secrets=secrets)
-    if settings.upstream_http == "fast":
+    transport = None
+    if settings.upstream_http == "fast" and not all(e.simulated for e in cfg.endpoints):
         ctx = httpx.create_ssl_context()  # verifying; built once (it costs milliseconds)
-        for e in cfg.endpoints:
-            if not e.simulated:
-                backends[e.name].close()
-                backends[e.name] = OpenAIBackend(e, api_key(e, secrets), cfg.failover, transport=FastTransport(ctx))
-    return backends
+        transport = lambda: FastTransport(ctx)  # noqa: E731
+    return make_backends(cfg, secrets=config_mod.load_secrets(), transport=transport)
 
 
 def open_runtime(cfg: Config, settings: ServerSettings, config_path: str | None, db_path: str | None) -> Runtime:
