@@ -196,7 +196,7 @@ if prompt:
             st.error(msg, icon=":material/error:")
             turns.append(Turn("assistant", "", error=msg))
         else:
-            text = st.write_stream(handle)
+            text = st.write_stream(handle.texts())
             res = handle.result
             card = views.routing_card(res, session_cfg)
             reply = text if isinstance(text, str) else "".join(map(str, text or []))

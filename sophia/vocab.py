@@ -24,11 +24,12 @@ class Reason(StrEnum):
     BUDGET = "budget"
     FORCED = "forced"
     CACHE = "cache"
+    CAPABILITY = "capability"  # the policy's choice cannot serve what the request uses (tools, images, ...)
 
 
 # Order matters: the policy's reason code indexes this tuple.
 POLICY_REASONS = (Reason.COST_OPTIMIZED, Reason.HIGH_COMPLEXITY, Reason.COST_OPTIMIZATION)
-RUNTIME_REASONS = (Reason.FAILOVER, Reason.BUDGET, Reason.FORCED, Reason.CACHE)
+RUNTIME_REASONS = (Reason.FAILOVER, Reason.BUDGET, Reason.FORCED, Reason.CACHE, Reason.CAPABILITY)
 
 
 class Status(StrEnum):
@@ -48,6 +49,31 @@ class Source(StrEnum):
 
 # Live traffic: what budgets count by default.
 LIVE_SOURCES = (Source.PLAYGROUND, Source.CLI, Source.API)
+
+
+class Capability(StrEnum):
+    """What an endpoint's model can serve; a request needs some of them (`routing.needs`)."""
+
+    CHAT = "chat"  # chat completions at all (an embeddings-only model lacks it)
+    TOOLS = "tools"  # tools / functions
+    JSON_MODE = "json_mode"  # response_format json_object
+    JSON_SCHEMA = "json_schema"  # response_format json_schema (structured outputs)
+    VISION = "vision"  # image_url content parts
+    AUDIO = "audio"  # input_audio content parts
+    LOGPROBS = "logprobs"
+    N = "n"  # several choices (n > 1)
+    EMBEDDINGS = "embeddings"  # /v1/embeddings
+
+
+# What a model can do when its configuration does not say: every chat capability.
+CHAT_CAPABILITIES = tuple(c for c in Capability if c is not Capability.EMBEDDINGS)
+
+
+class Operation(StrEnum):
+    """Which API a logged request used."""
+
+    CHAT = "chat"
+    EMBEDDINGS = "embeddings"
 
 
 class BudgetAction(StrEnum):

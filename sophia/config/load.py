@@ -23,7 +23,7 @@ from sophia.config.settings import (
     ScorerSettings,
     Simulation,
 )
-from sophia.vocab import Tier, words
+from sophia.vocab import Capability, Tier, words
 
 DEFAULT_CONFIG = "sophia.toml"
 TABLES = ("privacy", "scorer", "routing", "failover", "cache", "log", "server", "alerts")
@@ -74,13 +74,38 @@ def _keyword_groups(t: dict, p: str, default: tuple) -> tuple[KeywordGroup, ...]
     return tuple(out)
 
 
+def _names(t: dict, key: str, p: str, default: tuple | None, choices: tuple[str, ...] | None = None):
+    """A list of distinct strings (from `choices` when given), as a tuple."""
+    if key not in t:
+        return default
+    raw = t[key]
+    allowed = "a list of " + ("names from " + ", ".join(choices) if choices else "field names")
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v.strip() for v in raw):
+        raise fail(p + key, raw, allowed)
+    bad = [v for v in raw if choices and v not in choices]
+    if bad:
+        raise fail(p + key, bad[0], allowed)
+    return tuple(dict.fromkeys(raw))
+
+
+_CAPABILITIES = words(Capability)
+
+
 def _scorer(t: dict) -> ScorerSettings:
     p, d = "scorer.", ScorerSettings()
     return section(
         ScorerSettings,
         t,
         p,
-        known={"length_bands", "keywords", "max_tokens_over", "max_tokens_weight", "cap"},
+        known={
+            "length_bands",
+            "keywords",
+            "max_tokens_over",
+            "max_tokens_weight",
+            "cap",
+            "score_system",
+            "score_history",
+        },
         length_bands=_length_bands(t, p, d.length_bands),
         keyword_groups=_keyword_groups(t, p, d.keyword_groups),
     )
@@ -88,7 +113,14 @@ def _scorer(t: dict) -> ScorerSettings:
 
 def _routing(t: dict) -> RoutingSettings:
     p, d = "routing.", RoutingSettings()
-    names = ("serverless_model", "premium_model", "budget_model", "dedicated_endpoint", "bulk_endpoint")
+    names = (
+        "serverless_model",
+        "premium_model",
+        "budget_model",
+        "dedicated_endpoint",
+        "bulk_endpoint",
+        "embeddings_model",
+    )
     return section(RoutingSettings, t, p, **{k: text(t, k, p, getattr(d, k)) for k in names})
 
 
@@ -148,6 +180,8 @@ def _endpoint(t: dict, i: int) -> Endpoint:
         hourly_usd=hourly,
         throughput_tps=tps,
         simulation=section(Simulation, sim, p + "simulation."),
+        capabilities=_names(t, "capabilities", p, Endpoint.capabilities, _CAPABILITIES),
+        drop_params=_names(t, "drop_params", p, ()),
     )
 
 
@@ -155,7 +189,7 @@ def _model(t: dict, i: int) -> ModelPrice:
     p = f"models[{i}]."
     if not isinstance(t, dict):
         raise fail(f"models[{i}]", t, "a [[models]] table")
-    check_keys(t, {"name", "input_per_mtok", "output_per_mtok"}, p)
+    check_keys(t, _MODEL_KEYS, p)
     name = text(t, "name", p, None)
     if name is None:
         raise ConfigError(f"{p}name is missing: every priced model needs its name")
@@ -163,7 +197,19 @@ def _model(t: dict, i: int) -> ModelPrice:
     for key in ("input_per_mtok", "output_per_mtok"):
         if key not in t:
             raise ConfigError(f"{p}{key} is missing: give the price in USD per 1M tokens")
-    return ModelPrice(name, number(t, "input_per_mtok", p, 0, 0), number(t, "output_per_mtok", p, 0, 0))
+    return section(
+        ModelPrice,
+        t,
+        p,
+        known=_MODEL_KEYS,
+        name=name,
+        input_per_mtok=number(t, "input_per_mtok", p, 0, 0),
+        output_per_mtok=number(t, "output_per_mtok", p, 0, 0),
+        capabilities=_names(t, "capabilities", p, None, _CAPABILITIES),
+    )
+
+
+_MODEL_KEYS = set(ModelPrice.__dataclass_fields__)
 
 
 def parse(data: dict, path: str | None = None) -> Config:
@@ -222,6 +268,17 @@ def _cross_check(cfg: Config) -> None:
         v = getattr(r, key)
         if v not in served:
             raise fail(f"routing.{key}", v, "a model of a serverless endpoint: " + ", ".join(sorted(served)))
+    em = r.embeddings_model
+    if em is not None:
+        try:
+            ep = cfg.endpoint_for_model(em)
+        except KeyError:
+            raise fail("routing.embeddings_model", em, "a model of an endpoint (add it to its models)") from None
+        if Capability.EMBEDDINGS not in cfg.capabilities(ep, em):
+            raise ConfigError(
+                f"routing.embeddings_model = {em!r}: the model cannot serve embeddings; "
+                'give its [[models]] table capabilities = ["embeddings"]'
+            )
     dedicated = [e.name for e in cfg.tier_endpoints(Tier.DEDICATED)]
     for key in ("dedicated_endpoint", "bulk_endpoint"):
         v = getattr(r, key)

@@ -8,6 +8,11 @@ from typing import Any
 from sophia.config.budgets import AlertSettings, Budget
 from sophia.config.checks import FLAG, in_range, whole
 from sophia.config.server import ServerSettings
+from sophia.vocab import CHAT_CAPABILITIES
+
+# Tokens an image part counts for in a cost estimate when its model does not say (OpenAI's
+# high-detail 1024 x 1024 image: 85 base + 4 tiles x 170).
+IMAGE_TOKENS = 765
 
 PRIVACY_MODES = ("off", "redacted", "on")
 ENDPOINT_KINDS = ("simulated", "openai")
@@ -31,6 +36,10 @@ class ScorerSettings:
     max_tokens_over: int = field(default=1_000, metadata=whole())
     max_tokens_weight: float = field(default=0.3, metadata=in_range(0, 1))
     cap: float = field(default=1.0, metadata=in_range(0, 1, lo_open=True))
+    # Which text is scored: a system prompt (system / developer messages) and earlier turns can
+    # make a plain "hi" look complex. Off, only the conversation's last turn is scored.
+    score_system: bool = field(default=True, metadata=FLAG)
+    score_history: bool = field(default=True, metadata=FLAG)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class RoutingSettings:
     dedicated_endpoint: str = "sophia-ai-core"
     bulk_endpoint: str = "sophia-data-pipeline"
     default_max_tokens: int = field(default=512, metadata=whole(1, 1_000_000))
+    embeddings_model: str | None = None  # what /v1/embeddings serves for an alias; None: no embeddings
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class CacheSettings:
     enabled: bool = field(default=True, metadata=FLAG)
     ttl_s: float = field(default=3600.0, metadata=in_range(0, lo_open=True))
     max_entries: int = field(default=10_000, metadata=whole(1, 10_000_000))
+    # A request that samples (temperature > 0, or unset: the APIs' default is 1) without a seed
+    # would get another answer each time; it is cached only when this says so.
+    sampled: bool = field(default=False, metadata=FLAG)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,9 @@ class ModelPrice:
     name: str
     input_per_mtok: float
     output_per_mtok: float
+    capabilities: tuple[str, ...] | None = None  # None: the endpoint's
+    context_window: int = field(default=0, metadata=whole(0, 100_000_000))  # tokens; 0: the endpoint's
+    image_tokens: int = field(default=IMAGE_TOKENS, metadata=whole(0, 1_000_000))  # per image part
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,9 @@ class Endpoint:
     prefill_tps: float = field(default=0.0, metadata=in_range(0))
     max_concurrency: int = field(default=0, metadata=whole(0, 100_000))
     simulation: Simulation = field(default_factory=Simulation)
+    capabilities: tuple[str, ...] = CHAT_CAPABILITIES  # what its models serve unless a model says
+    context_window: int = field(default=0, metadata=whole(0, 100_000_000))  # tokens; 0: unknown
+    drop_params: tuple[str, ...] = ()  # request fields it does not accept: removed before sending
 
     @property
     def simulated(self) -> bool:
@@ -132,6 +151,26 @@ class Config:
             if model in e.models:
                 return e
         raise KeyError(model)
+
+    def price(self, model: str) -> ModelPrice | None:
+        for m in self.models:
+            if m.name == model:
+                return m
+        return None
+
+    def capabilities(self, endpoint: Endpoint, model: str) -> tuple[str, ...]:
+        """What `model` on `endpoint` can serve: the model's own list, else the endpoint's."""
+        m = self.price(model)
+        return m.capabilities if m is not None and m.capabilities is not None else endpoint.capabilities
+
+    def context_window(self, endpoint: Endpoint, model: str) -> int:
+        """Prompt plus completion tokens `model` on `endpoint` takes; 0 when unknown."""
+        m = self.price(model)
+        return m.context_window if m is not None and m.context_window else endpoint.context_window
+
+    def image_tokens(self, model: str) -> int:
+        m = self.price(model)
+        return m.image_tokens if m is not None else IMAGE_TOKENS
 
     @property
     def serverless(self) -> Endpoint:

@@ -86,6 +86,25 @@ def m007_budget_versions(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# What a gateway request used and what came back (added with the pass-through of the whole API).
+REPLY_COLUMNS = (
+    ("operation", "VARCHAR"),  # chat | embeddings
+    ("finish_reason", "VARCHAR"),
+    ("tool_calls", "INTEGER"),
+    ("choices", "INTEGER"),
+    ("uses_tools", "BOOLEAN"),
+    ("response_format", "VARCHAR"),
+    ("images", "INTEGER"),
+    ("cached_prompt_tokens", "INTEGER"),
+    ("reasoning_tokens", "INTEGER"),
+)
+
+
+def m008_request_reply(con: duckdb.DuckDBPyConnection) -> None:
+    for name, kind in REPLY_COLUMNS:
+        con.execute(f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {name} {kind}")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_requests,
     m002_settings_versions,
@@ -94,6 +113,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m005_request_instance,
     m006_alerts,
     m007_budget_versions,
+    m008_request_reply,
 ]
 
 

@@ -45,6 +45,16 @@ COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("prompt_text", "VARCHAR", pa.string()),
     ("response_text", "VARCHAR", pa.string()),
     ("instance", "VARCHAR", pa.string()),  # added by migration m005
+    # added by migration m008: what the request used, what came back
+    ("operation", "VARCHAR", pa.string()),
+    ("finish_reason", "VARCHAR", pa.string()),
+    ("tool_calls", "INTEGER", pa.int32()),
+    ("choices", "INTEGER", pa.int32()),
+    ("uses_tools", "BOOLEAN", pa.bool_()),
+    ("response_format", "VARCHAR", pa.string()),
+    ("images", "INTEGER", pa.int32()),
+    ("cached_prompt_tokens", "INTEGER", pa.int32()),
+    ("reasoning_tokens", "INTEGER", pa.int32()),
 )
 
 NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

@@ -21,14 +21,35 @@ class CachedReply:
     tier: str
     endpoint: str
     model: str
+    choices: tuple | list | None = None  # the whole reply, as the upstream sent it
+    fingerprint: str | None = None
+    usage_details: Mapping | None = None
+
+
+# Body fields that cannot change what the model writes: left out of the key.
+NOT_OUTPUT = frozenset(
+    ("model", "stream", "stream_options", "user", "metadata", "store", "service_tier", "prompt_cache_key")
+    + ("safety_identifier",)
+)
 
 
 def cache_key(
-    messages: Sequence[Mapping], max_tokens: int, force_tier: str | None, force_model: str | None, settings: str = ""
+    messages: Sequence[Mapping],
+    max_tokens: int,
+    force_tier: str | None,
+    force_model: str | None,
+    settings: str = "",
+    body: Mapping | None = None,
+    place: tuple[str, str] | None = None,
 ) -> str:
-    """Same conversation, same limits, same forced choices, same routing settings."""
+    """Same conversation, same limits and every other field that can change the output (sampling,
+    tools, response format, seed, n), same forced choices, routed model and routing settings.
+
+    The body keeps the client's key order: in a JSON schema the order of properties is the order
+    a model writes them, so two orders are two requests."""
+    fields = None if body is None else {k: v for k, v in body.items() if k not in NOT_OUTPUT}
     payload = json.dumps(
-        [list(messages), max_tokens, force_tier, force_model, settings], sort_keys=True, ensure_ascii=False
+        [list(messages), max_tokens, force_tier, force_model, settings, fields, place], ensure_ascii=False
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -99,6 +99,8 @@ class RuntimeState:
     budget_soft: bool = False  # a soft limit is crossed: serverless goes to the budget model
     force_tier: str | None = None
     force_model: str | None = None
+    needs: frozenset[str] = frozenset()  # capabilities the request needs beyond plain chat
+    tokens: int = 0  # prompt plus completion tokens it may take (for context windows)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Decision:
     features: Features
     chain: tuple[tuple[str, str], ...] = field(default=())  # (endpoint, model) to try in order
     refused: bool = False
+    unservable: str | None = None  # why no model can serve the request (a capability refusal)
 
     def as_dict(self) -> dict:
         return {
@@ -152,6 +155,31 @@ def decide(f: Features, cfg: Config, state: RuntimeState | None = None) -> Decis
     return apply_runtime(base, cfg, state or RuntimeState())
 
 
+def decide_embeddings(f: Features, cfg: Config, model: str, st: RuntimeState | None = None) -> Decision:
+    """An embeddings request goes to the model asked for (an alias: `routing.embeddings_model`);
+    there is nothing to score. A hard budget limit refuses it: there is no cheaper place to move it."""
+    st = st or RuntimeState()
+    ep = cfg.endpoint_for_model(model)
+    try:
+        est = pricing.estimated_cost(f.est_prompt_tokens, 0, pricing.price_of(cfg, model))
+    except KeyError:  # a model on a GPU server: paid by the hour, not by the token
+        est = 0.0
+    refused = st.budget_action is not None
+    return Decision(
+        tier=ep.tier,
+        endpoint=ep.name,
+        model=model,
+        complexity=0.0,
+        breakdown={},
+        estimated_cost_usd=est,
+        reason=Reason.BUDGET if refused else Reason.FORCED,
+        policy_reason=Reason.FORCED,
+        features=f,
+        chain=() if refused else ((ep.name, model),),
+        refused=refused,
+    )
+
+
 def failover_chain(tier: str, endpoint: str, model: str, cfg: Config) -> list[tuple[str, str]]:
     """DESIGN §3: serverless → dedicated; a dedicated endpoint → the next → serverless premium."""
     dedicated = [e.name for e in cfg.tier_endpoints(DEDICATED)]
@@ -180,6 +208,19 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
     chain = failover_chain(tier, endpoint, model, cfg)
     if action == BudgetAction.DEDICATED_ONLY:
         chain = [c for c in chain if cfg.endpoint(c[0]).tier == DEDICATED]
+    if st.needs or st.tokens:
+        forced, dedicated_only = reason == Reason.FORCED, action == BudgetAction.DEDICATED_ONLY
+        able = _able(chain, cfg, st, forced, dedicated_only)
+        if not able:
+            why = unservable(cfg, st, [chain[0]] if reason == Reason.FORCED else None)
+            return replace(
+                d, tier=tier, endpoint=endpoint, model=model, reason=Reason.CAPABILITY, chain=(), refused=True,
+                unservable=why,
+            )  # fmt: skip
+        if able[0] != chain[0]:
+            endpoint, model = able[0]
+            tier, reason = cfg.endpoint(endpoint).tier, Reason.CAPABILITY
+        chain = able
     healthy = [c for c in chain if c[0] not in st.unhealthy]
     if healthy and healthy[0] != chain[0]:  # health moved the request before any call
         endpoint, model = healthy[0]
@@ -187,6 +228,65 @@ def apply_runtime(d: Decision, cfg: Config, st: RuntimeState) -> Decision:
     # When every endpoint is cooling down, try them all anyway: better than refusing.
     chain = healthy or chain
     return replace(d, tier=tier, endpoint=endpoint, model=model, reason=reason, chain=tuple(chain))
+
+
+# (config, {(endpoint, model): (capabilities, context window)}) of the last config asked about;
+# one tuple, swapped whole, so that a reader never pairs one config with another's table.
+_PLACES: tuple = (None, {})
+
+
+def _places(cfg: Config) -> dict[tuple[str, str], tuple[frozenset[str], int]]:
+    global _PLACES
+    memo = _PLACES
+    if memo[0] is cfg:
+        return memo[1]
+    table = {
+        (e.name, m): (frozenset(cfg.capabilities(e, m)), cfg.context_window(e, m))
+        for e in cfg.endpoints
+        for m in e.models
+    }
+    _PLACES = (cfg, table)
+    return table
+
+
+def serves(cfg: Config, endpoint: str, model: str, st: RuntimeState) -> bool:
+    """Whether `model` on `endpoint` has every capability the request needs and room for it."""
+    caps, window = _places(cfg)[(endpoint, model)]
+    return st.needs <= caps and not (window and st.tokens > window)
+
+
+def _able(chain, cfg: Config, st: RuntimeState, forced: bool, dedicated_only: bool) -> list[tuple[str, str]]:
+    """The chain without the places that cannot serve the request; when none of it can, any
+    configured place that can (a forced model is never moved)."""
+    able = [c for c in chain if serves(cfg, c[0], c[1], st)]
+    if able or forced:
+        return able[:1] if forced else able
+    return [
+        (e.name, m)
+        for e in cfg.endpoints
+        if not (dedicated_only and e.tier != DEDICATED)
+        for m in e.models
+        if serves(cfg, e.name, m, st)
+    ]
+
+
+def unservable(cfg: Config, st: RuntimeState, places: list[tuple[str, str]] | None = None) -> str:
+    """Why no place (of `places`, default every configured one) can serve the request, in words."""
+    places = places or [(e.name, m) for e in cfg.endpoints for m in e.models]
+    best: list[str] | None = None
+    for endpoint, model in places:
+        caps = cfg.capabilities(cfg.endpoint(endpoint), model)
+        missing = sorted(n for n in st.needs if n not in caps)
+        if best is None or len(missing) < len(best):
+            best = missing
+    if best:
+        which = "the forced model" if len(places) == 1 else "no configured model"
+        return f"{which} supports {' and '.join(best)}, which the request uses"
+    windows = [cfg.context_window(cfg.endpoint(e), m) for e, m in places]
+    return (
+        f"the request may take {st.tokens:,} tokens (prompt and max_tokens), more than the context window of "
+        f"every model that supports it (largest: {max(windows):,}); shorten it or lower max_tokens"
+    )
 
 
 def _forced(d: Decision, cfg: Config, st: RuntimeState) -> tuple[str, str, str, str]:

@@ -54,4 +54,13 @@ def log_record(req: ChatRequest, cfg: Config, d: Decision, res: Result, instance
         "prompt_text": prompt,
         "response_text": stored_text(res.text, cfg.store_prompts),
         "instance": instance,
+        "operation": res.operation,
+        "finish_reason": res.finish_reason,
+        "tool_calls": res.tool_calls,
+        "choices": len(res.choices) if res.choices else (res.traits.choices if res.ok else None),
+        "uses_tools": res.traits.uses_tools,
+        "response_format": res.traits.response_format,
+        "images": res.traits.images,
+        "cached_prompt_tokens": res.cached_prompt_tokens,
+        "reasoning_tokens": res.reasoning_tokens,
     }

@@ -9,18 +9,26 @@ from datetime import datetime
 
 from sophia.money import pricing
 from sophia.routing import policy
-from sophia.vocab import Source, Status
+from sophia.routing.backends.base import Chunk
+from sophia.routing.traits import PLAIN, Traits
+from sophia.vocab import Operation, Source, Status
+
+# ChatRequest.cache: read and write the response cache; skip reading it (a fresh answer that
+# is then cached: Cache-Control no-cache); leave it alone (x-sophia-cache: off, no-store).
+CACHE_USE, CACHE_REFRESH, CACHE_OFF = "use", "refresh", "off"
 
 
 @dataclass
 class ChatRequest:
     messages: Sequence[Mapping]
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # the completion limit that is scored and costed (per choice)
     force_tier: str | None = None
     force_model: str | None = None
     source: str = Source.API
     api_key_id: str | None = None
     request_id: str | None = None
+    body: Mapping | None = None  # the client's request as sent: forwarded upstream unchanged
+    cache: str = CACHE_USE
 
 
 @dataclass
@@ -44,6 +52,15 @@ class Result:
     amortized_cost_usd: float = 0.0
     latency_ms: float = 0.0
     ttft_ms: float | None = None
+    choices: list | None = None  # the reply's choices as the upstream sent them (assembled for a stream)
+    fingerprint: str | None = None
+    finish_reason: str | None = None
+    tool_calls: int = 0
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_details: Mapping | None = None  # the upstream's usage object, passed on to the client
+    traits: Traits = PLAIN
+    operation: str = Operation.CHAT
     cached: bool = False
     simulated: bool = False
     streamed: bool = False
@@ -63,20 +80,30 @@ class Result:
 
 
 class StreamHandle:
-    """Iterate for the reply's text as it arrives; `result` is set once the stream ends.
+    """Iterate for the reply's chunks as they arrive (`chunk.text`: choice 0's text); `result`
+    is set once the stream ends.
 
     Closing the handle (or dropping it) before the stream ends records the request as
     cancelled with what was received, even when iteration never began.
     """
 
-    def __init__(self, gen: Iterator[str], on_abandon: Callable[[], None]) -> None:
+    def __init__(self, gen: Iterator[Chunk], on_abandon: Callable[[], None]) -> None:
         self._gen = gen
         self._on_abandon = on_abandon
         self.result: Result | None = None
         self.live: Result | None = None  # the result being filled in; its routing is final at the first text
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Chunk]:
         return self._gen
+
+    def texts(self) -> Iterator[str]:
+        """Choice 0's text as it arrives (what a chat window shows); leaving early closes the stream."""
+        try:
+            for chunk in self._gen:
+                if chunk.text:
+                    yield chunk.text
+        finally:
+            self.close()
 
     def close(self) -> None:
         never_ran = inspect.getgeneratorstate(self._gen) == inspect.GEN_CREATED

@@ -16,13 +16,15 @@ from sophia.config.policy_settings import digest, settings_of
 from sophia.money import pricing
 from sophia.routing import features as feats
 from sophia.routing import policy
-from sophia.routing.backends.base import Backend, BackendError, Usage
+from sophia.routing.backends.base import Backend, BackendError, Chunk, Reply, Usage
 from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.simulated import SimulatedBackend
 from sophia.routing.cache import CachedReply, ResponseCache, cache_key
 from sophia.routing.health import Health
 from sophia.routing.record import log_record
-from sophia.routing.result import ChatRequest, Result, StreamHandle
+from sophia.routing.reply import Assembly, as_chunks, completion_text, finish_reason, tool_calls
+from sophia.routing.result import CACHE_OFF, CACHE_USE, ChatRequest, Result, StreamHandle
+from sophia.routing.traits import Traits, traits
 from sophia.vocab import Reason, Status
 
 logger = logging.getLogger(__name__)
@@ -45,16 +47,20 @@ def make_backends(
     return out
 
 
-def _endpoint_fault(e: BackendError) -> bool:
+def endpoint_fault(e: BackendError) -> bool:
     """Whether a failure counts against the endpoint's health. A 400/413/422 is about the
     request (bad body, too long): the endpoint answered, so it is not a reason to cool it down."""
     return not (e.kind == "http_status" and e.status in (400, 413, 422))
 
 
-def _refuse(res: Result) -> None:
-    res.status, res.error_kind = Status.REFUSED, "budget"
+def refuse(res: Result) -> None:
     d = res.decision
     res.tier, res.endpoint, res.model = d.tier, d.endpoint, d.model
+    if d.reason == Reason.CAPABILITY:
+        res.status, res.error_kind = Status.REFUSED, "capability"
+        res.error = f"no endpoint can serve this request: {d.unservable}"
+        return
+    res.status, res.error_kind = Status.REFUSED, "budget"
     which = getattr(res.reservation, "limited_by", None)
     res.error = (
         f"budget {which!r} has reached its limit (action: block); raise it or wait for its next period"
@@ -68,9 +74,13 @@ class _Call:
     """What one request's calls have produced so far, shared by the steps of `_attempts`."""
 
     t0: float
-    parts: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)  # choice 0's text as it arrived
     usage: Usage | None = None
     cache_key: str | None = None
+    started: bool = False  # something reached the client: the request cannot move any more
+    reply: Reply | None = None  # a whole reply
+    assembly: Assembly | None = None  # a stream's choices
+    fingerprint: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -120,19 +130,34 @@ class Router:
 
     # --- deciding -----------------------------------------------------------------------
 
-    def features(self, req: ChatRequest, cfg: Config | None = None) -> feats.Features:
+    def features(self, req: ChatRequest, cfg: Config | None = None, tr: Traits | None = None) -> feats.Features:
         cfg = cfg or self.cfg
-        return feats.extract(req.messages, req.max_tokens, cfg.scorer, cfg.routing.default_max_tokens)
+        tr = tr or traits(req.messages, req.body)
+        return feats.extract(
+            req.messages,
+            req.max_tokens,
+            cfg.scorer,
+            cfg.routing.default_max_tokens,
+            extra_chars=tr.extra_chars,
+            images=tr.images,
+            image_tokens=cfg.image_tokens(cfg.routing.serverless_model) if tr.images else 0,
+        )
 
-    def _state(self, req: ChatRequest) -> policy.RuntimeState:
+    def _state(self, req: ChatRequest, f: feats.Features, tr: Traits) -> policy.RuntimeState:
         return policy.RuntimeState(
-            unhealthy=self.health.unhealthy(), force_tier=req.force_tier, force_model=req.force_model
+            unhealthy=self.health.unhealthy(),
+            force_tier=req.force_tier,
+            force_model=req.force_model,
+            needs=tr.needs,
+            tokens=f.est_prompt_tokens + f.max_tokens * tr.choices,
         )
 
     def decide(self, req: ChatRequest, cfg: Config | None = None) -> policy.Decision:
         """The decision for a request under the current runtime state; nothing is called or reserved."""
         cfg = cfg or self.cfg
-        return policy.decide(self.features(req, cfg), cfg, self._state(req))
+        tr = traits(req.messages, req.body)
+        f = self.features(req, cfg, tr)
+        return policy.decide(f, cfg, self._state(req, f, tr))
 
     # --- routing ------------------------------------------------------------------------
 
@@ -154,8 +179,9 @@ class Router:
         version = active_version if cfg is None or cfg is active else None
         cfg = cfg or active
         # Validation errors surface here, before anything is routed or recorded.
-        f = self.features(req, cfg)
-        state = self._state(req)
+        tr = traits(req.messages, req.body)
+        f = self.features(req, cfg, tr)
+        state = self._state(req, f, tr)
         reservation = None
         if self.guard is not None:  # decide under budget pressure and reserve, atomically
             decision, reservation = self.guard.admit(lambda st: policy.decide(f, cfg, st), state, req.source, cfg)
@@ -169,6 +195,7 @@ class Router:
             reason=decision.reason,
             streamed=stream,
             policy_version=version,
+            traits=tr,
         )
         res.reservation = reservation
 
@@ -185,17 +212,17 @@ class Router:
 
     def _attempts(
         self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result, stream: bool, handle: StreamHandle
-    ) -> Iterator[str]:
+    ) -> Iterator[Chunk]:
         call = _Call(t0=self.clock())
         try:
-            call.cache_key = self._cache_key(req, cfg, d)
-            hit = self.cache.get(call.cache_key) if call.cache_key is not None else None
+            call.cache_key = self._cache_key(req, cfg, d, res.traits)
+            hit = self.cache.get(call.cache_key) if call.cache_key is not None and req.cache == CACHE_USE else None
             if hit is not None:
                 self._answer_from_cache(res, hit, call.t0)
-                yield hit.text
+                yield from as_chunks(hit.choices) if hit.choices else (Chunk(hit.text),)
                 return
             if d.refused:
-                _refuse(res)
+                refuse(res)
                 return
             yield from self._through_chain(req, cfg, d, res, stream, call)
         except Exception as e:  # a bug, not a backend failure: still one record, with the reason
@@ -213,11 +240,21 @@ class Router:
             handle.result = res
             self._finish(req, cfg, d, res)
 
-    def _cache_key(self, req: ChatRequest, cfg: Config, d: policy.Decision) -> str | None:
-        if self.cache is None or d.refused:
+    def _cache_key(self, req: ChatRequest, cfg: Config, d: policy.Decision, tr: Traits) -> str | None:
+        """The request's key, or None when it is not to be cached: a request that samples without
+        a seed gets another answer each time (unless `cache.sampled` says to cache it anyway)."""
+        if self.cache is None or d.refused or req.cache == CACHE_OFF:
+            return None
+        if not (tr.deterministic or cfg.cache.sampled):
             return None
         return cache_key(
-            req.messages, d.features.max_tokens, req.force_tier, req.force_model, self._settings_digest(cfg)
+            req.messages,
+            d.features.max_tokens,
+            req.force_tier,
+            req.force_model,
+            self._settings_digest(cfg),
+            req.body,
+            (d.endpoint, d.model),
         )
 
     def _answer_from_cache(self, res: Result, hit: CachedReply, t0: float) -> None:
@@ -225,12 +262,14 @@ class Router:
         res.tier, res.endpoint, res.model = hit.tier, hit.endpoint, hit.model
         res.prompt_tokens, res.completion_tokens = hit.prompt_tokens, hit.completion_tokens
         res.usage_estimated, res.text = hit.usage_estimated, hit.text
+        res.choices, res.fingerprint, res.usage_details = hit.choices, hit.fingerprint, hit.usage_details
+        self._reply_facts(res)
         res.simulated = getattr(self.backends.get(hit.endpoint), "simulated", False)
         res.ttft_ms = (self.clock() - t0) * 1000
 
     def _through_chain(
         self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result, stream: bool, call: _Call
-    ) -> Iterator[str]:
+    ) -> Iterator[Chunk]:
         """Each endpoint of the failover chain in turn, until one answers."""
         for i, (endpoint, model) in enumerate(d.chain):
             # Skip an endpoint that another request put in cool-down since the decision,
@@ -259,7 +298,7 @@ class Router:
         res: Result,
         stream: bool,
         call: _Call,
-    ) -> Iterator[str]:
+    ) -> Iterator[Chunk]:
         """Call one endpoint with retries. Returns True when the request is over (answered, or
         failed after text reached the client), False to fail over to the next endpoint."""
         retries = cfg.failover.max_retries
@@ -269,23 +308,30 @@ class Router:
             a0 = self.clock()
             try:
                 if stream:
-                    for chunk in backend.stream(model, req.messages, d.features.max_tokens):
+                    assembly = call.assembly = Assembly()
+                    for chunk in backend.stream(model, req.messages, d.features.max_tokens, req.body):
                         if chunk.usage is not None:
                             call.usage = chunk.usage
-                        if chunk.text:
-                            if not call.parts:
+                        if chunk.fingerprint is not None:
+                            call.fingerprint = chunk.fingerprint
+                        if chunk.text or chunk.choices:
+                            if not call.started:
                                 res.ttft_ms = (self.clock() - call.t0) * 1000
-                            call.parts.append(chunk.text)
-                            yield chunk.text
+                                call.started = True
+                            if chunk.text:
+                                call.parts.append(chunk.text)
+                            assembly.add(chunk)
+                            yield chunk
                 else:
-                    text, call.usage = backend.complete(model, req.messages, d.features.max_tokens)
-                    call.parts = [text]
+                    reply = call.reply = backend.complete(model, req.messages, d.features.max_tokens, req.body)
+                    call.usage, call.fingerprint = reply.usage, reply.fingerprint
+                    call.parts = [reply.text]
                     res.ttft_ms = (self.clock() - call.t0) * 1000
             except BackendError as e:
-                if _endpoint_fault(e):
+                if endpoint_fault(e):
                     self.health.failure(endpoint, str(e))
                 res.error, res.error_kind = str(e), e.kind
-                if call.parts:  # text already reached the client: it cannot be taken back
+                if call.started:  # text already reached the client: it cannot be taken back
                     return True
                 # Retry the same endpoint, unless this failure just put it in cool-down.
                 if e.retryable and attempt < retries and endpoint not in self.health.unhealthy():
@@ -303,6 +349,19 @@ class Router:
         if res.cached:
             return
         res.text = "".join(call.parts)
+        if call.reply is not None:
+            res.choices = list(call.reply.choices)
+        elif call.assembly is not None and call.started:
+            res.choices = call.assembly.choices
+        res.fingerprint = call.fingerprint
+        if call.usage is not None:
+            u = call.usage
+            res.usage_details, res.cached_prompt_tokens, res.reasoning_tokens = (
+                u.details,
+                u.cached_prompt_tokens,
+                u.reasoning_tokens,
+            )
+        self._reply_facts(res)
         self._settle_usage(res, d, call.usage)
         if res.endpoint is not None and (res.prompt_tokens or res.completion_tokens):
             res.metered_cost_usd, res.amortized_cost_usd = pricing.cost_of(
@@ -321,8 +380,17 @@ class Router:
                     res.tier,
                     res.endpoint,
                     res.model,
+                    res.choices,
+                    res.fingerprint,
+                    res.usage_details,
                 ),
             )
+
+    @staticmethod
+    def _reply_facts(res: Result) -> None:
+        if res.choices:
+            res.finish_reason = finish_reason(res.choices)
+            res.tool_calls = tool_calls(res.choices)
 
     def _settings_digest(self, cfg: Config) -> str:
         memo = self._digest_memo
@@ -337,7 +405,8 @@ class Router:
         elif res.text or res.status == Status.OK:
             # No usage reported (or a stream cut short): estimate, and say so.
             res.prompt_tokens = d.features.est_prompt_tokens
-            res.completion_tokens = feats.estimate_tokens(len(res.text))
+            written = completion_text(res.choices) if res.choices else res.text
+            res.completion_tokens = feats.estimate_tokens(len(written))
             res.usage_estimated = True
             if usage is not None:  # reported usage of a partial stream still beats a guess
                 res.prompt_tokens, res.completion_tokens = usage.prompt_tokens, usage.completion_tokens

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC
 from typing import NamedTuple
 from urllib.parse import quote
@@ -150,14 +151,33 @@ def sophia_extension(res: Result, r: Routing | None = None) -> dict:
 
 
 def usage(res: Result) -> dict:
-    """The OpenAI usage object, with the request's cost."""
-    return {**_tokens(res), "cost_usd": res.cost_usd, "estimated": res.usage_estimated}
+    """The OpenAI usage object: the upstream's as sent (cached and reasoning token details too),
+    with the counts Sophia billed and the request's cost."""
+    details = res.usage_details if res.usage_details is not None and not res.usage_estimated else {}
+    return {**details, **_tokens(res), "cost_usd": res.cost_usd, "estimated": res.usage_estimated}
 
 
 def finish_reason(res: Result, max_tokens: int | None) -> str:
-    """`length` when the reply used every token it was allowed (as reported), else `stop`."""
+    """The upstream's finish reason; when it gave none, `length` if the reply used every token it
+    was allowed (as reported), else `stop`."""
+    if res.finish_reason is not None:
+        return res.finish_reason
     limit = max_tokens or (res.decision.features.max_tokens if res.decision else None)
     return "length" if limit and not res.usage_estimated and res.completion_tokens >= limit else "stop"
+
+
+def choices(res: Result, max_tokens: int | None) -> list:
+    """The reply's choices as the upstream sent them (one text choice for a reply without them)."""
+    if res.choices:
+        return res.choices
+    return [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": res.text, "refusal": None},
+            "logprobs": None,
+            "finish_reason": finish_reason(res, max_tokens),
+        }
+    ]
 
 
 def completion(res: Result, max_tokens: int | None, r: Routing | None = None) -> dict:
@@ -167,17 +187,26 @@ def completion(res: Result, max_tokens: int | None, r: Routing | None = None) ->
         "object": "chat.completion",
         "created": int(time.time()),
         "model": res.model,
-        "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": res.text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish_reason(res, max_tokens),
-            }
-        ],
+        "system_fingerprint": res.fingerprint,
+        "choices": choices(res, max_tokens),
         "usage": usage(res),
         "sophia": sophia_extension(res, r),
+    }
+
+
+def embeddings(res: Result, out) -> dict:
+    """The OpenAI embeddings list (the upstream's data as sent), with usage, cost and routing."""
+    return {
+        "object": "list",
+        "data": list(out.data),
+        "model": res.model,
+        "usage": {
+            "prompt_tokens": res.prompt_tokens,
+            "total_tokens": res.prompt_tokens,
+            "cost_usd": res.cost_usd,
+            "estimated": res.usage_estimated,
+        },
+        "sophia": sophia_extension(res),
     }
 
 
@@ -206,8 +235,19 @@ def routing_headers(r: Routing) -> dict[str, str]:
     return h
 
 
+def dropped_params(body: Mapping | None, cfg: Config, endpoint: str | None) -> tuple[str, ...]:
+    """The fields of `body` that `endpoint` is configured not to accept (and so did not get)."""
+    if body is None or endpoint is None:
+        return ()
+    try:
+        drop = cfg.endpoint(endpoint).drop_params
+    except KeyError:
+        return ()
+    return tuple(k for k in drop if k in body)
+
+
 def ignored_header(ignored: tuple[str, ...]) -> str:
-    """The x-sophia-ignored-params value: accepted parameters that were not forwarded."""
+    """The x-sophia-ignored-params value: fields the endpoint is configured not to accept."""
     return ",".join(ignored)[:IGNORED_HEADER_MAX]
 
 

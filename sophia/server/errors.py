@@ -80,6 +80,8 @@ def result_error(res: Result) -> ApiError:
     """The HTTP error for a routed request that did not succeed (nothing reached the client)."""
     # The router has already retried and failed over: tell the OpenAI client not to retry again.
     no_retry = {"x-should-retry": "false"}
+    if res.error_kind == "capability":
+        return ApiError(400, res.error or "no endpoint can serve this request", code="unsupported_capability")
     if res.status == Status.REFUSED:
         return ApiError(
             429, res.error or "refused by a budget", "insufficient_quota", None, "budget_exceeded", no_retry

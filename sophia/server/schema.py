@@ -17,22 +17,30 @@ from sophia.config.server import DEFAULT_ALIAS
 
 ROLES = ("system", "user", "assistant", "tool", "developer", "function")
 MIN_TOKENS = 1  # max_tokens / max_completion_tokens; the upper limit is server.max_tokens_limit
-CHOICES = 1  # n: Sophia returns exactly one choice
 STOP_MAX = 4  # stop: a string or up to this many strings
+TOOLS_MAX = 128  # tools / functions per request, as the OpenAI API allows
+NAME = r"[A-Za-z0-9_-]{1,64}"  # a function's name
+LOGIT_BIAS = (-100.0, 100.0)
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+TOOL_CHOICES = ("none", "auto", "required")
 
-# Accepted and type-checked, but not forwarded: the router's backends send model, messages and
-# max_tokens only. Their names come back in the `x-sophia-ignored-params` header.
+# Every field is forwarded to the upstream as sent. Those the API checks are checked here the
+# same way (type and range), so that a bad request is a 400 from Sophia, not from the upstream
+# after routing; fields not listed (new or provider-specific ones) pass unchecked.
 NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
     "presence_penalty": (-2.0, 2.0),
     "frequency_penalty": (-2.0, 2.0),
 }
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "n": (1, 128),
+    "top_logprobs": (0, 20),
+    "seed": (-(2**63), 2**63 - 1),
+}
 TYPED: dict[str, tuple[type, ...]] = {
     "user": (str,),
-    "seed": (int,),
     "logprobs": (bool,),
-    "top_logprobs": (int,),
     "tools": (list,),
     "tool_choice": (str, dict),
     "response_format": (dict,),
@@ -70,14 +78,15 @@ class StreamOptions(BaseModel):
 
 
 class _Handled(BaseModel):
-    """The fields Sophia acts on; every other field is checked (below) and ignored."""
+    """The fields Sophia acts on; every field, these and the others, is forwarded."""
 
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
             "description": (
-                "The OpenAI chat completion request. Sampling parameters (temperature, top_p, stop, tools, ...) "
-                "are type-checked but not forwarded; their names come back in x-sophia-ignored-params."
+                "The OpenAI chat completion request. Every field is forwarded to the routed endpoint as sent "
+                "(the model replaced by the routed model); the fields below are checked as the OpenAI API checks "
+                "them. Fields an endpoint is configured to drop come back in x-sophia-ignored-params."
             )
         },
     )
@@ -88,30 +97,31 @@ class _Handled(BaseModel):
     )
     messages: list[Message] = Field(..., min_length=1)
     max_tokens: int | None = Field(None, ge=MIN_TOKENS)
-    max_completion_tokens: int | None = Field(None, ge=MIN_TOKENS, description="Takes precedence over max_tokens")
+    max_completion_tokens: int | None = Field(
+        None, ge=MIN_TOKENS, description="Takes precedence over max_tokens for scoring and cost"
+    )
     stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    n: int | None = Field(None, ge=CHOICES, le=CHOICES)
+    stream_options: StreamOptions | None = Field(None, description="include_usage is always asked of the upstream")
 
-
-HANDLED = frozenset(_Handled.model_fields)
 
 _JSON_TYPES: dict[type, Any] = {str: str, int: int, bool: bool, list: list[Any], dict: dict[str, Any]}
-_IGNORED = "Type-checked, not forwarded"
+_FORWARDED = "Forwarded as sent"
 
 
-def _ignored_fields() -> dict[str, Any]:
+def _forwarded_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {
-        name: (float | None, Field(None, ge=lo, le=hi, description=_IGNORED))
+        name: (float | None, Field(None, ge=lo, le=hi, description=_FORWARDED))
         for name, (lo, hi) in NUMBER_RANGES.items()
     }
-    fields["stop"] = (str | list[str] | None, Field(None, description=f"{_IGNORED}; up to {STOP_MAX} strings"))
+    for name, (lo, hi) in INT_RANGES.items():
+        fields[name] = (int | None, Field(None, ge=lo, le=hi, description=_FORWARDED))
+    fields["stop"] = (str | list[str] | None, Field(None, description=f"{_FORWARDED}; up to {STOP_MAX} strings"))
     for name, kinds in TYPED.items():
-        fields[name] = (Union[tuple(_JSON_TYPES[k] for k in kinds)] | None, Field(None, description=_IGNORED))  # noqa: UP007
+        fields[name] = (Union[tuple(_JSON_TYPES[k] for k in kinds)] | None, Field(None, description=_FORWARDED))  # noqa: UP007
     return fields
 
 
-ChatCompletionRequest = create_model("ChatCompletionRequest", __base__=_Handled, **_ignored_fields())
+ChatCompletionRequest = create_model("ChatCompletionRequest", __base__=_Handled, **_forwarded_fields())
 
 
 class ReferenceChatRequest(BaseModel):
@@ -157,7 +167,11 @@ class ChatCompletion(BaseModel):
 
 
 ERRORS = {
-    400: {"model": ErrorBody, "description": "Bad request (malformed JSON, wrong types, empty messages, ...)"},
+    400: {
+        "model": ErrorBody,
+        "description": "Bad request (malformed JSON, wrong types, empty messages, ...), or no endpoint has a "
+        "capability the request uses (code unsupported_capability)",
+    },
     401: {"model": ErrorBody, "description": "Missing or wrong API key"},
     404: {"model": ErrorBody, "description": "Unknown model"},
     413: {"model": ErrorBody, "description": "Body over server.max_body_bytes"},

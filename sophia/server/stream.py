@@ -13,12 +13,13 @@ import json
 import time
 
 from sophia.routing import views
+from sophia.routing.backends.base import Chunk
 from sophia.routing.result import ChatRequest, Result
 from sophia.routing.router import Router
 from sophia.server.errors import ApiError, result_error
 from sophia.vocab import Status
 
-# Items on a pump's queue: ("first", text, Routing), ("delta", text), ("end", Result), ("raise", exc).
+# Items on a pump's queue: ("first", Chunk, Routing), ("delta", Chunk), ("end", Result), ("raise", exc).
 FIRST, DELTA, END, RAISE = "first", "delta", "end", "raise"
 
 
@@ -46,13 +47,13 @@ class Pump:
             return
         first = True
         try:
-            for text in handle:
+            for chunk in handle:
                 if first:
-                    # The routing is final at the first text: the response headers need it now.
-                    self._put((FIRST, text, views.routing(handle.live)))
+                    # The routing is final at the first chunk: the response headers need it now.
+                    self._put((FIRST, chunk, views.routing(handle.live)))
                     first = False
                 else:
-                    self._put((DELTA, text))
+                    self._put((DELTA, chunk))
                 if self.cancelled:
                     handle.close()  # records `cancelled` with what was received
                     break
@@ -65,25 +66,34 @@ class Pump:
 class Chunks:
     """Server-sent event bytes of one stream, in the OpenAI chat.completion.chunk format."""
 
-    def __init__(self, request_id: str, model: str | None, include_usage: bool) -> None:
+    def __init__(
+        self, request_id: str, model: str | None, include_usage: bool, fingerprint: str | None = None
+    ) -> None:
         self.id = f"chatcmpl-{request_id}"
         self.created = int(time.time())
         self.include_usage = include_usage
         # The start of every delta event, rendered once: deltas are the hot part of a stream.
         self._head = (
             f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
-            f'"model":{json.dumps(model)},"system_fingerprint":null,"choices":[{{"index":0,'
+            f'"model":{json.dumps(model)},"system_fingerprint":{json.dumps(fingerprint)},"choices":[{{"index":0,'
         )
+        self._open = self._head[: -len('[{"index":0,')]  # up to `"choices":`
 
     def role(self) -> bytes:
         return (
             self._head + '"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
         ).encode()
 
-    def delta(self, text: str) -> bytes:
-        return (
-            self._head + '"delta":{"content":' + json.dumps(text) + '},"logprobs":null,"finish_reason":null}]}\n\n'
-        ).encode()
+    def delta(self, chunk: Chunk) -> bytes:
+        """A delta event: the upstream's choices as sent, in Sophia's envelope (id, model)."""
+        if chunk.choices is None:
+            return (
+                self._head
+                + '"delta":{"content":'
+                + json.dumps(chunk.text)
+                + '},"logprobs":null,"finish_reason":null}]}\n\n'
+            ).encode()
+        return (self._open + json.dumps(chunk.choices, separators=(",", ":")) + "}\n\n").encode()
 
     @staticmethod
     def _event(obj: dict) -> bytes:
@@ -96,12 +106,16 @@ class Chunks:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": res.model,
-            "system_fingerprint": None,
+            "system_fingerprint": res.fingerprint,
         }
         out = []
         if res.status == Status.OK:
-            finish = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": views.finish_reason(res, max_tokens)}
-            out.append(self._event({**base, "choices": [finish], "sophia": views.sophia_extension(res)}))
+            if res.finish_reason is None:  # the upstream sent no finish reason: Sophia's own
+                reason = views.finish_reason(res, max_tokens)
+                finish = [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}]
+            else:
+                finish = []
+            out.append(self._event({**base, "choices": finish, "sophia": views.sophia_extension(res)}))
             if self.include_usage:
                 out.append(self._event({**base, "choices": [], "usage": views.usage(res)}))
         else:  # the reply broke off after text was sent: an error event, as OpenAI streams do

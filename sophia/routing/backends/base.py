@@ -1,24 +1,100 @@
-"""What every backend is: the calls it answers, the pieces it streams, the errors it raises."""
+"""What every backend is: the calls it answers, what it returns and streams, the errors it raises.
+
+A backend receives the client's request body as it came (`body`) and sends it on unchanged but
+for the model name (the routed model), the stream flags and the fields its endpoint is
+configured not to accept (`upstream_body`). What comes back is the upstream's own choices and
+usage, so tool calls, logprobs, refusals and several choices reach the client as sent.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # over every choice
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+    details: Mapping | None = None  # the upstream's usage object as sent, passed on to the client
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a reply: text, and on the last chunk the usage when reported."""
+    """A piece of a streamed reply.
+
+    `text` is choice 0's content delta (what the playground and the CLI show); `choices` is
+    the upstream event's choices as sent (`{index, delta, logprobs, finish_reason}` each), or
+    None for a chunk that is only text of choice 0. The last chunk carries the usage when reported.
+    """
 
     text: str = ""
     usage: Usage | None = None
+    choices: Sequence[Mapping] | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole (non-streamed) reply: the upstream's choices as sent
+    (`{index, message: {role, content, tool_calls, refusal, ...}, logprobs, finish_reason}` each)."""
+
+    choices: Sequence[Mapping]
+    usage: Usage | None = None
+    fingerprint: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Choice 0's message content (empty for a tool call)."""
+        return message_text(self.choices)
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """An embeddings reply: the upstream's `data` list as sent, and its usage."""
+
+    data: Sequence[Mapping]
+    usage: Usage | None = None
+
+
+def message_text(choices: Sequence[Mapping]) -> str:
+    if not choices:
+        return ""
+    msg = choices[0].get("message") if isinstance(choices[0], Mapping) else None
+    content = msg.get("content") if isinstance(msg, Mapping) else None
+    return content if isinstance(content, str) else ""
+
+
+def upstream_body(
+    model: str,
+    messages: Sequence[Mapping],
+    max_tokens: int | None,
+    body: Mapping | None,
+    stream: bool,
+    drop: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The body sent upstream: the client's body with the routed model, the stream flags Sophia
+    needs (usage on the last chunk) and without the fields the endpoint does not accept.
+
+    A request with no client body (the playground, the CLI) sends messages and max_tokens.
+    """
+    if body is None:
+        out: dict[str, Any] = {"model": model, "messages": list(messages)}
+        if max_tokens is not None:
+            out["max_tokens"] = max_tokens
+    else:
+        out = dict(body)  # the client's key order, the client's values
+        out["model"] = model
+        for key in drop:
+            out.pop(key, None)
+    if stream:
+        out["stream"] = True
+        opts = out.get("stream_options")
+        out["stream_options"] = {**(opts if isinstance(opts, Mapping) else {}), "include_usage": True}
+    return out
 
 
 class BackendError(Exception):
@@ -36,9 +112,15 @@ class Backend(Protocol):
     name: str
     simulated: bool
 
-    def complete(self, model: str, messages: Sequence[Mapping], max_tokens: int) -> tuple[str, Usage | None]: ...
+    def complete(
+        self, model: str, messages: Sequence[Mapping], max_tokens: int | None, body: Mapping | None = None
+    ) -> Reply: ...
 
-    def stream(self, model: str, messages: Sequence[Mapping], max_tokens: int) -> Iterator[Chunk]: ...
+    def stream(
+        self, model: str, messages: Sequence[Mapping], max_tokens: int | None, body: Mapping | None = None
+    ) -> Iterator[Chunk]: ...
+
+    def embed(self, model: str, body: Mapping) -> Embeddings: ...
 
     def check(self) -> bool: ...
 

@@ -9,7 +9,7 @@ import httpx
 
 from sophia.config import Endpoint, FailoverSettings
 from sophia.config.privacy import redact
-from sophia.routing.backends.base import BackendError, Chunk, Usage
+from sophia.routing.backends.base import BackendError, Chunk, Embeddings, Reply, Usage, upstream_body
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -40,13 +40,43 @@ def _status_error(name: str, resp: httpx.Response, secret: str | None = None) ->
     )
 
 
-def _usage(obj: object) -> Usage | None:
+def _count(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _detail(obj: Mapping, key: str, field: str) -> int:
+    d = obj.get(key)
+    return (_count(d.get(field)) or 0) if isinstance(d, Mapping) else 0
+
+
+def _usage(obj: object, embeddings: bool = False) -> Usage | None:
     if not isinstance(obj, Mapping):
         return None
-    p, c = obj.get("prompt_tokens"), obj.get("completion_tokens")
-    if isinstance(p, int) and isinstance(c, int) and not isinstance(p, bool) and p >= 0 and c >= 0:
-        return Usage(p, c)
-    return None
+    p = _count(obj.get("prompt_tokens"))
+    c = 0 if embeddings else _count(obj.get("completion_tokens"))
+    if p is None or c is None:
+        return None
+    return Usage(
+        p,
+        c,
+        _detail(obj, "prompt_tokens_details", "cached_tokens"),
+        _detail(obj, "completion_tokens_details", "reasoning_tokens"),
+        obj,
+    )
+
+
+def _meaningful(ch: object) -> bool:
+    """A streamed choice that says something: not the role-only opening delta."""
+    if not isinstance(ch, Mapping):
+        return False
+    if ch.get("finish_reason") is not None or ch.get("logprobs") is not None:
+        return True
+    delta = ch.get("delta")
+    return isinstance(delta, Mapping) and any(v not in (None, "") for k, v in delta.items() if k != "role")
+
+
+def _malformed(name: str, what: str) -> BackendError:
+    return BackendError("malformed", f"{name} sent {what}", retryable=False)
 
 
 class OpenAIBackend:
@@ -62,6 +92,7 @@ class OpenAIBackend:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = endpoint.name
+        self._drop = endpoint.drop_params
         self._secret = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # TLS verification stays on: there is deliberately no setting to turn it off.
@@ -72,11 +103,6 @@ class OpenAIBackend:
             transport=transport,
         )
 
-    def _body(self, model, messages, max_tokens, stream):
-        body = {"model": model, "messages": list(messages), "max_tokens": max_tokens, "stream": stream}
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        return body
 
     def _errors(self, e: Exception) -> BackendError:
         if isinstance(e, httpx.TimeoutException):
@@ -87,28 +113,43 @@ class OpenAIBackend:
             return BackendError("connect", f"{self.name} cannot be reached: {e}")
         return BackendError("cut_stream", f"{self.name} dropped the connection: {type(e).__name__}")
 
-    def complete(self, model, messages, max_tokens):
+    def _post(self, path: str, body: dict) -> dict:
         try:
-            resp = self._client.post("/chat/completions", json=self._body(model, messages, max_tokens, False))
+            resp = self._client.post(path, json=body)
         except httpx.HTTPError as e:
             raise self._errors(e) from None
         if resp.status_code >= 400:
             raise _status_error(self.name, resp, self._secret)
         try:
             data = resp.json()
-            text = data["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise BackendError(
-                "malformed", f"{self.name} sent a reply that is not an OpenAI chat completion", retryable=False
-            ) from None
-        if text is None:
-            text = ""
-        if not isinstance(text, str):
-            raise BackendError("malformed", f"{self.name} sent a non-text message content", retryable=False)
-        return text, _usage(data.get("usage"))
+        except ValueError:
+            raise _malformed(self.name, "a reply that is not JSON") from None
+        if not isinstance(data, Mapping):
+            raise _malformed(self.name, "a reply that is not a JSON object")
+        return data
 
-    def stream(self, model, messages, max_tokens):
-        body = self._body(model, messages, max_tokens, True)
+    def complete(self, model, messages, max_tokens, body=None) -> Reply:
+        data = self._post("/chat/completions", upstream_body(model, messages, max_tokens, body, False, self._drop))
+        choices = data.get("choices")
+        if not (isinstance(choices, list) and choices and all(isinstance(c, Mapping) for c in choices)):
+            raise _malformed(self.name, "a reply that is not an OpenAI chat completion (no choices)")
+        msg = choices[0].get("message")
+        if not isinstance(msg, Mapping):
+            raise _malformed(self.name, "a reply that is not an OpenAI chat completion (no message)")
+        if not isinstance(msg.get("content"), str | None):
+            raise _malformed(self.name, "a non-text message content")
+        fp = data.get("system_fingerprint")
+        return Reply(choices, _usage(data.get("usage")), fp if isinstance(fp, str) else None)
+
+    def embed(self, model: str, body: Mapping) -> Embeddings:
+        data = self._post("/embeddings", upstream_body(model, (), None, body, False, self._drop))
+        items = data.get("data")
+        if not (isinstance(items, list) and all(isinstance(d, Mapping) for d in items)):
+            raise _malformed(self.name, "a reply that is not an OpenAI embeddings list")
+        return Embeddings(items, _usage(data.get("usage"), embeddings=True))
+
+    def stream(self, model, messages, max_tokens, body=None):
+        body = upstream_body(model, messages, max_tokens, body, True, self._drop)
         try:
             with self._client.stream("POST", "/chat/completions", json=body) as resp:
                 if resp.status_code >= 400:
@@ -138,14 +179,19 @@ class OpenAIBackend:
                             "http_status",
                             f"{self.name} reported an error mid-stream: {scrub(str(msg), self._secret)[:200]}",
                         )
+                    choices = event.get("choices")
+                    if not isinstance(choices, list) or not any(_meaningful(c) for c in choices):
+                        choices = None
                     text = ""
-                    choices = event.get("choices") or []
-                    if choices and isinstance(choices[0], Mapping):
-                        delta = choices[0].get("delta") or {}
-                        text = delta.get("content") or "" if isinstance(delta, Mapping) else ""
+                    if choices:
+                        first = choices[0]
+                        delta = first.get("delta") if first.get("index", 0) == 0 else None
+                        content = delta.get("content") if isinstance(delta, Mapping) else None
+                        text = content if isinstance(content, str) else ""
                     usage = _usage(event.get("usage"))
-                    if text or usage:
-                        yield Chunk(text if isinstance(text, str) else "", usage)
+                    if choices or usage:
+                        fp = event.get("system_fingerprint")
+                        yield Chunk(text, usage, choices, fp if isinstance(fp, str) else None)
                 if not done:
                     raise BackendError("cut_stream", f"{self.name} ended the stream before [DONE]")
         except httpx.HTTPError as e:
