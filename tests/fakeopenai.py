@@ -7,6 +7,8 @@
         fake.requests              # JSON bodies received on /v1/chat/completions, in order
         fake.raw                   # ... and the same bodies as the bytes received
         fake.responses             # what each of them was answered (see below)
+        fake.embedding_requests    # JSON bodies received on /v1/embeddings (embedding_of: the vectors)
+        fake.calls                 # chat plus embeddings requests so far
 
 It serves POST /v1/chat/completions (plain, or server-sent events when the body asks for
 `stream`), POST /v1/embeddings and GET /v1/models. Usage is counted the same way every time so

@@ -80,8 +80,27 @@ def _endpoints(kind: str, base_urls: Sequence[str | None], simulated: bool) -> l
     return out
 
 
+EMBEDDINGS_MODEL = "text-embedding-3-small"
+CHAT_CAPABILITIES = ["chat", "tools", "json_mode", "json_schema", "vision", "audio", "logprobs", "n"]
+
+
 def reference() -> dict:
     """The reference deployment on simulated backends: what the shipped sophia.toml declares."""
+    data = _reference()
+    serverless = data["endpoints"][0]
+    serverless["models"].append(EMBEDDINGS_MODEL)
+    serverless["capabilities"] = list(CHAT_CAPABILITIES)
+    data["models"][2]["capabilities"] = ["chat", "tools", "json_mode", "logprobs", "n"]
+    data["models"].append(
+        {"name": EMBEDDINGS_MODEL, "input_per_mtok": 0.02, "output_per_mtok": 0, "capabilities": ["embeddings"]}
+    )
+    data["routing"]["embeddings_model"] = EMBEDDINGS_MODEL
+    data["scorer"].update(score_system=True, score_history=True)
+    data["cache"]["sampled"] = False
+    return data
+
+
+def _reference() -> dict:
     return {
         "privacy": {"store_prompts": "off"},
         "log": {"flush_interval_s": 0.1},

@@ -45,18 +45,36 @@ def drain(it) -> tuple[list[Chunk], BackendError | None]:
 # --- OpenAIBackend: replies ---------------------------------------------------------------
 
 
+def counts(usage: Usage | None) -> tuple[int, int] | None:
+    """(prompt, completion) tokens: the upstream's own usage object rides along in `details`."""
+    return None if usage is None else (usage.prompt_tokens, usage.completion_tokens)
+
+
 def test_plain_reply_with_usage(fake, be):
-    text, usage = be.complete(MODEL, MESSAGES, 64)
-    assert text == DEFAULT_REPLY
-    assert usage == Usage(PROMPT_TOKENS, REPLY_WORDS)
+    reply = be.complete(MODEL, MESSAGES, 64)
+    assert reply.text == DEFAULT_REPLY
+    assert counts(reply.usage) == (PROMPT_TOKENS, REPLY_WORDS)
+    assert reply.usage.details["total_tokens"] == PROMPT_TOKENS + REPLY_WORDS  # passed on as sent
+    [choice] = reply.choices
+    assert choice["message"]["content"] == DEFAULT_REPLY and choice["finish_reason"] == "stop"
     [body] = fake.requests
-    assert body == {"model": MODEL, "messages": MESSAGES, "max_tokens": 64, "stream": False}
+    assert body == {"model": MODEL, "messages": MESSAGES, "max_tokens": 64}
+
+
+def test_client_body_is_forwarded_with_the_routed_model(fake, be):
+    sent = {"model": "sophia", "messages": MESSAGES, "temperature": 0.3, "user": "u1", "max_tokens": 9}
+    be.complete(MODEL, MESSAGES, 9, sent)
+    list(be.stream(MODEL, MESSAGES, 9, {**sent, "stream": True}))
+    plain, streamed = fake.requests
+    assert plain == {**sent, "model": MODEL}
+    assert streamed == {**sent, "model": MODEL, "stream": True, "stream_options": {"include_usage": True}}
+    assert sent["model"] == "sophia"  # the client's dict is not changed
 
 
 def test_plain_reply_without_usage(fake, be):
     fake.mode = "no_usage"
-    text, usage = be.complete(MODEL, MESSAGES, 64)
-    assert (text, usage) == (DEFAULT_REPLY, None)
+    reply = be.complete(MODEL, MESSAGES, 64)
+    assert (reply.text, reply.usage) == (DEFAULT_REPLY, None)
 
 
 def test_streamed_reply_with_usage_asks_for_it(fake, be):
@@ -65,9 +83,9 @@ def test_streamed_reply_with_usage_asks_for_it(fake, be):
     assert err is None
     assert "".join(c.text for c in chunks) == "one two three four five six seven"
     assert len([c for c in chunks if c.text]) == 7  # one event per word, as sent
-    usages = [c.usage for c in chunks if c.usage is not None]
-    assert usages == [Usage(PROMPT_TOKENS, 7)]
-    assert chunks[-1].usage == Usage(PROMPT_TOKENS, 7)  # usage comes last
+    usages = [counts(c.usage) for c in chunks if c.usage is not None]
+    assert usages == [(PROMPT_TOKENS, 7)]
+    assert counts(chunks[-1].usage) == (PROMPT_TOKENS, 7)  # usage comes last
     [body] = fake.requests
     assert body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
@@ -155,7 +173,7 @@ def test_slow_but_within_timeout_succeeds(fake):
     fake.mode, fake.delay_s = "slow", 0.2
     b = backend(fake.base_url, timeout_s=2.0)
     try:
-        assert b.complete(MODEL, MESSAGES, 16)[0] == DEFAULT_REPLY
+        assert b.complete(MODEL, MESSAGES, 16).text == DEFAULT_REPLY
     finally:
         b.close()
 
@@ -213,7 +231,7 @@ def test_fail_times_then_ok(fake, be):
     for _ in range(2):
         with pytest.raises(BackendError):
             be.complete(MODEL, MESSAGES, 8)
-    assert be.complete(MODEL, MESSAGES, 8)[0] == DEFAULT_REPLY
+    assert be.complete(MODEL, MESSAGES, 8).text == DEFAULT_REPLY
     assert len(fake.requests) == 3
 
 
@@ -247,7 +265,7 @@ def run_many(b: SimulatedBackend, n: int = 20) -> list:
     for i in range(n):
         msgs = [{"role": "user", "content": f"question {i}"}]
         try:
-            out.append(("c",) + b.complete("m", msgs, 200))
+            out.append(("c", b.complete("m", msgs, 200)))
         except BackendError as e:
             out.append(("e", e.kind))
         chunks, err = drain(b.stream("m", msgs, 200))
@@ -267,22 +285,24 @@ def test_simulated_reply_and_usage():
     sleeps: list[float] = []
     b = sim(sleeps=sleeps, ttft_ms=100, tpot_ms=10, reply_tokens=40)
     msgs = [{"role": "user", "content": "x" * 101}]
-    text, usage = b.complete("m", msgs, 1000)
-    assert text.startswith("[simulated m] ")
+    reply = b.complete("m", msgs, 1000)
+    usage = reply.usage
+    assert reply.text and reply.choices[0]["finish_reason"] == "stop"
     assert estimate_tokens(len(prompt_text(msgs))) == 26
-    assert usage == Usage(26, len(text.split(" ")) - 1)  # the "[simulated m]" tag counts as one token
-    assert 20 <= usage.completion_tokens <= 60
+    assert usage.prompt_tokens == 26
+    assert 20 <= usage.completion_tokens <= 60  # about reply_tokens
     assert sleeps == [pytest.approx((100 + 10 * usage.completion_tokens) / 1000)]  # TTFT + tokens x TPOT
-    text2, usage2 = b.complete("m", msgs, 5)
-    assert usage2.completion_tokens == 5 and len(text2.split(" ")) == 6  # capped at max_tokens
+    capped = b.complete("m", msgs, 5)
+    assert capped.usage.completion_tokens == 5 and capped.choices[0]["finish_reason"] == "length"
 
 
 def test_simulated_stream_reports_usage_last():
     b = sim(reply_tokens=30)
     chunks, err = drain(b.stream("m", [{"role": "user", "content": "hi"}], 100))
     assert err is None
-    text = "".join(c.text for c in chunks)
-    assert chunks[-1].usage == Usage(1, len(text.split()) - 1)
+    assert "".join(c.text for c in chunks)
+    last = chunks[-1].usage
+    assert last is not None and last.prompt_tokens == 1 and 15 <= last.completion_tokens <= 45
     assert all(c.usage is None for c in chunks[:-1])
 
 
@@ -312,7 +332,7 @@ def test_simulated_cut_rate_one_always_cuts():
         chunks, err = drain(b.stream("m", [{"role": "user", "content": str(i)}], 200))
         assert err is not None and err.kind == "cut_stream"
         assert chunks and all(c.usage is None for c in chunks)
-        assert "".join(c.text for c in chunks).startswith("[simulated m]")
+        assert "".join(c.text for c in chunks)  # some text arrived before the cut
 
 
 def test_simulated_faults_at_configured_rates():

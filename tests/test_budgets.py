@@ -144,7 +144,7 @@ def test_streams_count_toward_budgets(fleet, log, mode):
     fleet["serverless"].mode = mode
     r = router_with(fleet, log, [{"amount_usd": 100.0, "scope": "tier:serverless"}])
     h = r.stream(ChatRequest([{"role": "user", "content": "stream me a reply"}], 50, source="playground"))
-    text = "".join(h)
+    text = "".join(h.texts())
     assert text and h.result.metered_cost_usd > 0
     assert h.result.usage_estimated is (mode == "no_usage")
     assert r.guard.snapshot()[0]["metered_usd"] == pytest.approx(h.result.metered_cost_usd, abs=1e-12)

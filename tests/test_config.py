@@ -25,7 +25,9 @@ def test_shipped_files_load():
         "llama-4-scout-17b-16e-instruct": (0.08, 0.30),
         "llama-4-maverick-17b-128e-instruct-fp8": (0.18, 0.60),
         "llama3.1-8b-instruct": (0.025, 0.04),
+        "text-embedding-3-small": (0.02, 0.0),
     }
+    assert cfg.routing.embeddings_model == "text-embedding-3-small"
     example = config.load(ROOT / "sophia.example.toml")
     assert not any(e.simulated for e in example.endpoints)
     assert all(e.base_url and "127.0.0.1" not in (e.api_key_env or "") for e in example.endpoints)

@@ -420,7 +420,7 @@ def test_tool_call_round_trip_streamed(main: Gateway):
     assert final.choices[0].finish_reason == "tool_calls"
     row = main.record(final.id.removeprefix("chatcmpl-"))
     assert col(row, "finish_reason") == "tool_calls" and col(row, "tool_calls") == 1 and row["streamed"]
-    # The fragments themselves, as the upstream sent them.
+    # The tool's result goes back, streamed too.
     turn = [
         *msgs,
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True, exclude={"index"})]},

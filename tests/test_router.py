@@ -40,6 +40,18 @@ def req(text: str = "Hello!", max_tokens: int = 100, rid: str | None = None, **k
     )
 
 
+def det(text: str = "Hello!", max_tokens: int = 100, rid: str | None = None, **kw) -> ChatRequest:
+    """A client's request at temperature 0: deterministic, so the response cache keeps it."""
+    msgs = [{"role": "user", "content": text}]
+    body = {"model": "sophia", "messages": msgs, "temperature": 0, "max_tokens": max_tokens}
+    return ChatRequest(messages=msgs, max_tokens=max_tokens, request_id=rid, source="api", body=body, **kw)
+
+
+def joined(handle) -> str:
+    """A stream's text (choice 0), read to the end."""
+    return "".join(handle.texts())
+
+
 def fake_prompt_tokens(text: str) -> int:
     return len(text) // 4 + 1  # the fake's usage rule
 
@@ -145,15 +157,18 @@ def test_plain_reply_is_recorded_once_with_metered_cost(make_router, fleet, rows
     assert row["latency_ms"] > 0 and row["ttft_ms"] > 0
     assert row["prompt_text"] is None and row["response_text"] is None  # privacy: off
     assert fleet["serverless"].requests == [
-        {"model": SCOUT, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100, "stream": False}
+        {"model": SCOUT, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}
     ]
+    assert row["operation"] == "chat" and row["finish_reason"] == "stop"
+    assert (row["tool_calls"], row["choices"], row["uses_tools"], row["images"]) == (0, 1, False, 0)
+    assert (row["cached_prompt_tokens"], row["reasoning_tokens"], row["response_format"]) == (0, 0, None)
     assert calls(fleet) == {"serverless": 1, CORE: 0, PIPELINE: 0, PRODUCTION: 0}
 
 
 def test_streamed_reply_with_usage(make_router, fleet, rows):
     r = make_router()
     handle = r.stream(req("Hello!", 100, rid="s-1"))
-    pieces = list(handle)
+    pieces = list(handle.texts())
     assert "".join(pieces) == REPLIES["serverless"] and len(pieces) == 5
     assert handle.result is not None and handle.result.status == "ok"
     row = only(rows())
@@ -163,6 +178,19 @@ def test_streamed_reply_with_usage(make_router, fleet, rows):
     assert row["ttft_ms"] is not None
     body = fleet["serverless"].requests[0]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert row["finish_reason"] == "stop"  # the upstream's own, from its finish chunk
+    assert handle.result.choices[0]["message"]["content"] == REPLIES["serverless"]  # assembled from the deltas
+
+
+def test_streamed_chunks_carry_the_upstream_choices(make_router, fleet):
+    r = make_router()
+    handle = r.stream(req("Hello!", 100))
+    chunks = list(handle)
+    texts = [c.text for c in chunks if c.text]
+    assert "".join(texts) == REPLIES["serverless"]
+    ends = [ch for c in chunks for ch in (c.choices or ()) if ch.get("finish_reason")]
+    assert [(e["index"], e["finish_reason"]) for e in ends] == [(0, "stop")]
+    assert handle.result.completion_tokens == 5 and not handle.result.usage_estimated  # the usage chunk's
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
@@ -171,7 +199,7 @@ def test_reply_without_usage_is_estimated_and_flagged(make_router, fleet, rows, 
     r = make_router()
     text = "Hello! " * 10  # 70 characters
     if stream:
-        assert "".join(r.stream(req(text, 100))) == REPLIES["serverless"]
+        assert joined(r.stream(req(text, 100))) == REPLIES["serverless"]
     else:
         assert r.chat(req(text, 100)).text == REPLIES["serverless"]
     row = only(rows())
@@ -209,7 +237,7 @@ def test_serverless_failure_fails_over_to_ai_core(make_router, fleet, rows, mode
     t0 = time.monotonic()
     if stream:
         handle = r.stream(req("Hello!", 100, rid="f-1"))
-        text = "".join(handle)
+        text = joined(handle)
         res = handle.result
     else:
         res = r.chat(req("Hello!", 100, rid="f-1"))
@@ -277,7 +305,7 @@ def test_all_dedicated_fail_then_serverless_premium(make_router, fleet, rows, st
     r = make_router()
     if stream:
         handle = r.stream(req(HIGH, 100))
-        assert "".join(handle) == REPLIES["serverless"]
+        assert joined(handle) == REPLIES["serverless"]
     else:
         assert r.chat(req(HIGH, 100)).text == REPLIES["serverless"]
     row = only(rows())
@@ -451,13 +479,14 @@ def test_client_errors_do_not_cool_an_endpoint_down(make_router, fleet, rows):
 
 def test_repeated_request_is_served_from_cache_and_recorded(make_router, fleet, rows, clock):
     r = make_router(cache={"enabled": True, "ttl_s": 60})
-    first = r.chat(req("Hello!", 100, rid="c-1"))
-    second = r.chat(req("Hello!", 100, rid="c-2"))
+    first = r.chat(det("Hello!", 100, rid="c-1"))
+    second = r.chat(det("Hello!", 100, rid="c-2"))
     assert first.cached is False and second.cached is True
     assert second.text == first.text == REPLIES["serverless"]
     assert (second.reason, second.status) == ("cache", "ok")
-    handle = r.stream(req("Hello!", 100, rid="c-3"))
-    assert list(handle) == [REPLIES["serverless"]] and handle.result.cached is True
+    assert second.choices == first.choices  # the whole reply, as the upstream sent it
+    handle = r.stream(det("Hello!", 100, rid="c-3"))
+    assert list(handle.texts()) == [REPLIES["serverless"]] and handle.result.cached is True
     assert calls(fleet)["serverless"] == 1  # no upstream call for the hits
 
     by_id = {row["request_id"]: row for row in rows()}
@@ -471,9 +500,30 @@ def test_repeated_request_is_served_from_cache_and_recorded(make_router, fleet, 
         assert hit["policy_reason"] == "cost-optimized"
     assert by_id["c-1"]["cached"] is False and by_id["c-1"]["metered_cost_usd"] > 0
 
-    assert r.chat(req("Hello!", 200)).cached is False  # another max_tokens is another request
+    assert r.chat(det("Hello!", 200)).cached is False  # another max_tokens is another request
     clock.advance(61)  # past the TTL
-    assert r.chat(req("Hello!", 100)).cached is False
+    assert r.chat(det("Hello!", 100)).cached is False
+    assert calls(fleet)["serverless"] == 3
+
+
+def test_a_sampled_request_is_not_cached_unless_configured(make_router, fleet, rows):
+    r = make_router(cache={"enabled": True})
+    assert [r.chat(req("Hello!", 100)).cached for _ in range(2)] == [False, False]  # no temperature: sampled
+    hot = dict(det("Hello!", 100).body, temperature=0.7)
+    assert [r.chat(req("Hello!", 100, body=hot)).cached for _ in range(2)] == [False, False]
+    seeded = dict(hot, seed=1)  # a seed makes it deterministic
+    assert [r.chat(req("Hello!", 100, body=seeded)).cached for _ in range(2)] == [False, True]
+    assert calls(fleet)["serverless"] == 5
+    sampled = make_router(cache={"enabled": True, "sampled": True})
+    assert [sampled.chat(req("Hello!", 100)).cached for _ in range(2)] == [False, True]
+
+
+def test_cache_modes_refresh_and_off(make_router, fleet):
+    r = make_router(cache={"enabled": True})
+    assert r.chat(det("Hello!", 100)).cached is False
+    assert r.chat(det("Hello!", 100, cache="off")).cached is False  # not read
+    assert r.chat(det("Hello!", 100, cache="refresh")).cached is False  # not read, but written
+    assert r.chat(det("Hello!", 100)).cached is True
     assert calls(fleet)["serverless"] == 3
 
 
@@ -500,7 +550,7 @@ def test_cache_hit_of_a_simulated_reply_is_labelled_simulated(make_router, fleet
     r0 = make_router(cache={"enabled": True})
     backends = dict(r0.backends, serverless=SimulatedBackend(ep, sleep=lambda s: None))
     r = make_router(cache={"enabled": True}, backends=backends)
-    a, b = r.chat(req("Hello!", 100)), r.chat(req("Hello!", 100))
+    a, b = r.chat(det("Hello!", 100)), r.chat(det("Hello!", 100))
     assert (a.cached, b.cached) == (False, True)
     assert [(row["cached"], row["simulated"]) for row in rows()] == [(False, True), (True, True)]
 
@@ -513,7 +563,7 @@ def test_consumer_closing_the_stream_is_recorded_as_cancelled(make_router, fleet
     r = make_router(privacy={"store_prompts": "on"})
     handle = r.stream(req("Hello!", 100, rid="x-1"))
     it = iter(handle)
-    got = next(it) + next(it) + next(it)
+    got = next(it).text + next(it).text + next(it).text
     assert got == "word0 word1 word2"
     it.close()
     res = handle.result
@@ -532,7 +582,7 @@ def test_cut_stream_after_text_is_an_error_with_estimated_usage(make_router, fle
     sl.mode, sl.reply = "cut", "alpha beta gamma delta epsilon zeta"
     r = make_router(privacy={"store_prompts": "on"})
     handle = r.stream(req("Hello!", 100, rid="cut-1"))
-    assert list(handle) == ["alpha", " beta", " gamma"]  # delivered before the cut
+    assert list(handle.texts()) == ["alpha", " beta", " gamma"]  # delivered before the cut
     assert handle.result.status == "error" and handle.result.error_kind == "cut_stream"
     row = only(rows())
     assert (row["status"], row["error_kind"]) == ("error", "cut_stream")
@@ -550,8 +600,8 @@ def test_cut_stream_after_text_is_an_error_with_estimated_usage(make_router, fle
 
 def test_exactly_one_record_per_request_across_outcomes(make_router, fleet, rows):
     r = make_router(cache={"enabled": True})
-    r.chat(req("Hello!", 100, rid="m-ok"))
-    r.chat(req("Hello!", 100, rid="m-cache"))
+    r.chat(det("Hello!", 100, rid="m-ok"))
+    r.chat(det("Hello!", 100, rid="m-cache"))
     fleet["serverless"].mode = "http500"
     r.chat(req("Hi there", 100, rid="m-failover"))
     h = r.stream(req(HIGH, 100, rid="m-cancel"))
@@ -595,7 +645,7 @@ def test_session_settings_are_not_recorded_as_a_policy_version(make_router, rows
 
 
 def test_cache_does_not_cross_settings(make_router, fleet, rows):
-    router = make_router(cache={"enabled": True})
+    router = make_router(cache={"enabled": True, "sampled": True})
     router.chat(req("same"))
     router.chat(req("same"), cfg=router.cfg.with_routing(complexity_threshold=0.1))
     router.chat(req("same"))

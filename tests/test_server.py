@@ -175,13 +175,17 @@ def test_plain_completion(env: Env):
     assert float(headers["x-sophia-complexity"]) == 0.0
     assert float(headers["x-sophia-cost-usd"]) == pytest.approx(exp.cost, abs=1e-12)
     assert done.model_extra["sophia"]["cost_usd"] == pytest.approx(exp.cost, abs=1e-12)
-    # What the upstream received: the messages as sent, the routed model, max_tokens.
+    # What the upstream received: the client's body, with the routed model.
     sent = env.fakes["serverless"].requests[-1]
-    assert sent["messages"] == msgs and sent["model"] == PRIMARY and sent["max_tokens"] == 50
-    # A sampling parameter is accepted, not forwarded, and said so.
-    done, headers = raw_create(client, model="sophia-auto", messages=msgs, temperature=0.2, seed=7)
+    assert sent == {"model": PRIMARY, "messages": msgs, "max_tokens": 50}
+    assert "x-sophia-ignored-params" not in headers
+    # Every other field is forwarded as sent, and nothing is reported ignored.
+    extra = {"temperature": 0.2, "seed": 7, "top_p": 0.9, "user": "u-1", "stop": ["\n\n"]}
+    done, headers = raw_create(client, model="sophia-auto", messages=msgs, **extra)
     env.expect_ok(headers["x-request-id"], msgs, "serverless", PRIMARY, "cost-optimized")
-    assert set(headers["x-sophia-ignored-params"].split(",")) == {"temperature", "seed"}
+    assert "x-sophia-ignored-params" not in headers
+    sent = env.fakes["serverless"].requests[-1]
+    assert sent == {"model": PRIMARY, "messages": msgs, **extra}
 
 
 def test_stream_with_usage(env: Env):
@@ -198,7 +202,10 @@ def test_stream_with_usage(env: Env):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "One two three four five six."
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"  # the upstream's own
+    assert sum(c.choices[0].finish_reason is not None for c in chunks if c.choices) == 1
+    sent = env.fakes["serverless"].requests[-1]
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     last = chunks[-1]
     exp = env.expect_ok(headers["x-request-id"], msgs, "serverless", PRIMARY, "cost-optimized", streamed=True)
     assert last.choices == [] and last.usage.completion_tokens == exp.completion_tokens
@@ -211,7 +218,10 @@ def test_stream_with_usage(env: Env):
     chunks = list(raw.parse())
     env.expect_ok(raw.headers["x-request-id"], msgs, "serverless", PRIMARY, "cost-optimized", streamed=True)
     assert all(c.usage is None for c in chunks)
-    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].model_extra["sophia"]["cost_usd"] > 0
+    assert [c for c in chunks if c.choices][-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].model_extra["sophia"]["cost_usd"] > 0
+    # Sophia asks the upstream for usage even when the client does not (for the record and the cost).
+    assert env.fakes["serverless"].requests[-1]["stream_options"] == {"include_usage": True}
 
 
 def test_high_complexity_goes_to_a_dedicated_gpu(env: Env):
@@ -272,7 +282,11 @@ def error_of(exc: openai.APIStatusError) -> dict:
         ({"messages": hello(), "max_tokens": 10**9}, "max_tokens"),
         ({"messages": hello(), "max_tokens": "ten"}, "max_tokens"),
         ({"messages": hello(), "temperature": 7}, "temperature"),
-        ({"messages": hello(), "n": 3}, "n"),
+        ({"messages": hello(), "n": 0}, "n"),
+        ({"messages": hello(), "n": 129}, "n"),
+        ({"messages": hello(), "n": "2"}, "n"),
+        ({"messages": [{"role": "tool", "content": "r"}]}, "messages[0].tool_call_id"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
         ({"messages": hello(), "stream": "yes"}, "stream"),
     ],
 )

@@ -42,15 +42,24 @@ json_values = st.recursive(
 roles = st.sampled_from(["system", "user", "assistant", "tool", "developer", "function", "wizard", ""])
 parts = st.lists(
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["text", "image_url"]) | json_values},
-        optional={"text": text | json_values, "image_url": json_values},
+        {"type": st.sampled_from(["text", "image_url", "input_audio"]) | json_values},
+        optional={
+            "text": text | json_values,
+            "image_url": st.fixed_dictionaries({"url": text}) | json_values,
+            "input_audio": st.fixed_dictionaries({"data": text, "format": st.just("wav")}) | json_values,
+        },
     ),
     max_size=3,
 )
 message = st.fixed_dictionaries(
     {"role": roles | json_values, "content": text | parts | st.none() | json_values},
-    optional={"name": text | json_values, "tool_call_id": text},
+    optional={"name": text | json_values, "tool_call_id": text, "tool_calls": json_values},
 )
+function = st.fixed_dictionaries(
+    {"name": st.sampled_from(["lookup", "get_weather", "bad name!", ""]) | text},
+    optional={"parameters": st.just({"type": "object", "properties": {"q": {"type": "string"}}}) | json_values},
+)
+tools = st.lists(st.fixed_dictionaries({"type": st.just("function") | text, "function": function | json_values}))
 models = st.sampled_from(["sophia-auto", *SERVERLESS_MODELS, DEDICATED_MODEL, "gpt-4o", ""])
 known = st.fixed_dictionaries(
     {"model": models | json_values, "messages": st.lists(message, max_size=3) | json_values},
@@ -63,6 +72,12 @@ known = st.fixed_dictionaries(
         "temperature": st.floats(-1, 3) | json_values,
         "n": st.integers(0, 3) | json_values,
         "stop": text | st.lists(text, max_size=5) | json_values,
+        "tools": tools | json_values,
+        "tool_choice": st.sampled_from(["none", "auto", "required", "maybe"]) | json_values,
+        "response_format": st.fixed_dictionaries({"type": st.sampled_from(["text", "json_object", "json_schema"])})
+        | json_values,
+        "logprobs": st.booleans() | json_values,
+        "seed": st.integers(-(2**64), 2**64) | json_values,
     },
 )
 body = st.builds(lambda extra, b: {**extra, **b}, st.dictionaries(text, json_values, max_size=2), known)
@@ -100,6 +115,10 @@ def served(tmp_path_factory) -> Iterator[dict]:
         data["privacy"] = {"store_prompts": "on"}
         data["cache"]["enabled"] = True
         data["server"] = {"max_body_bytes": 16_384, "refresh_interval_s": 0}
+        # Capabilities differ by place: some requests move (reason capability), some are refused
+        # before any call (n > 1, audio) and must still be recorded.
+        for e in data["endpoints"]:
+            e["capabilities"] = ["chat", "json_mode"] if e["tier"] == "serverless" else ["chat", "tools", "vision"]
         cfg = tmp / "sophia.toml"
         write_toml(cfg, data)
         server = Server(cfg, tmp / "log.duckdb")
@@ -122,7 +141,9 @@ def check(state: dict, path: str, raw: str | bytes) -> None:
     r = state["client"].post(path, content=content, headers={"content-type": "application/json"})
     state["statuses"][r.status_code] = state["statuses"].get(r.status_code, 0) + 1
     assert r.status_code in ROUTED | REJECTED, (r.status_code, raw, r.text[:300])
-    if r.status_code in ROUTED:
+    # Routed, and so recorded: every routed answer names its request id (a capability refusal too).
+    assert (r.status_code in ROUTED) <= ("x-request-id" in r.headers)
+    if "x-request-id" in r.headers:
         rid = r.headers["x-request-id"]
         assert rid not in state["routed"]
         state["routed"].add(rid)

@@ -103,8 +103,47 @@ def test_rate_limiter_refills_over_time():
         (
             {"model": "sophia-auto", "messages": [{"role": "user", "content": [{"type": "image_url", "text": 1}]}]},
             400,
+            "messages[0].content[0].image_url",
+        ),
+        (
+            {"model": "sophia-auto", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            400,
             "messages[0].content[0].text",
         ),
+        (
+            {
+                "model": "sophia-auto",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"detail": "low"}}]}],
+            },
+            400,
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {
+                "model": "sophia-auto",
+                "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA=="}}]}],
+            },
+            400,
+            "messages[0].content[0].input_audio",
+        ),
+        (
+            {"model": "sophia-auto", "messages": [{"role": "tool", "content": "r"}]},
+            400,
+            "messages[0].tool_call_id",
+        ),
+        (
+            {"model": "sophia-auto", "messages": [{"role": "assistant", "tool_calls": [{"id": "1"}]}]},
+            400,
+            "messages[0].tool_calls[0]",
+        ),
+        (
+            {"model": "sophia-auto", "messages": [{"role": "user", "content": "hi", "tool_calls": []}]},
+            400,
+            "messages[0].tool_calls",
+        ),
+        ({"model": "sophia-auto", "messages": [{"role": "user", "content": "hi"}], "n": 0}, 400, "n"),
+        ({"model": "sophia-auto", "messages": [{"role": "user", "content": "hi"}], "n": 129}, 400, "n"),
+        ({"model": "sophia-auto", "messages": [{"role": "user", "content": "hi"}], "n": "2"}, 400, "n"),
         ({"model": "sophia-auto", "messages": [{"role": "user", "content": "\\ud800"}]}, 400, "messages"),
         ({"model": 5, "messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
         ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
@@ -132,15 +171,27 @@ def test_parse_chat_accepts_what_openai_clients_send():
         "model": PRIMARY,
         "messages": [
             {"role": "system", "content": "s"},
-            {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {}}]},
-            {"role": "assistant", "content": None, "tool_calls": []},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                    {"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}},
+                    {"type": "file", "file": {"file_id": "f1"}},  # other part types pass unchecked
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
             {"role": "tool", "content": "r", "tool_call_id": "1"},
         ],
         "max_completion_tokens": 9,
         "max_tokens": 3,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "n": 1,
+        "n": 128,
         "user": "u",
         "top_p": 0.5,
         "stop": ["x"],
@@ -149,7 +200,7 @@ def test_parse_chat_accepts_what_openai_clients_send():
     }
     call = parse_chat(json.dumps(body).encode(), ServerSettings(), frozenset({PRIMARY}), frozenset({"sophia-auto"}))
     assert call.force_model == PRIMARY and call.max_tokens == 9 and call.stream and call.include_usage
-    assert call.ignored == ("user", "top_p", "stop", "tools", "extra_thing")
+    assert call.body == body  # every field is forwarded, unknown ones too
 
 
 # --- the lean transport behaves like httpx's own ----------------------------------------------------
@@ -163,8 +214,8 @@ def outcome(backend, model: str, stream: bool):
         if stream:
             chunks = list(backend.stream(model, msgs, 20))
             return ("ok", "".join(c.text for c in chunks), [c.usage for c in chunks if c.usage])
-        text, usage = backend.complete(model, msgs, 20)
-        return ("ok", text, usage)
+        reply = backend.complete(model, msgs, 20)
+        return ("ok", reply.text, reply.usage, reply.choices, reply.fingerprint)
     except BackendError as e:
         return ("error", e.kind, e.retryable, e.status)
 

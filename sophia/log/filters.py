@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
+from sophia.vocab import Operation
+
 # Columns a filter may select on, with the label the app shows for each.
 FACETS: dict[str, str] = {
     "source": "Source",
@@ -49,8 +51,12 @@ def where(
     exclude_sources: Sequence[str] = (),
     text: str = "",
     exclude_instance: str | None = None,
+    chat_only: bool = False,
 ) -> tuple[str, list]:
-    """A WHERE clause (with its parameters) selecting the log's rows; empty selections mean any."""
+    """A WHERE clause (with its parameters) selecting the log's rows; empty selections mean any.
+
+    `chat_only` leaves out embeddings requests: what the routing policy decides (replay, tuning,
+    the simulator's traffic)."""
     parts, params = ["TRUE"], []
 
     def add(clause: str, values: list) -> None:
@@ -73,6 +79,8 @@ def where(
         add(_TEXT_SQL, [needle] * 4)
     if exclude_instance:
         add("coalesce(instance, '') <> ?", [exclude_instance])
+    if chat_only:
+        add("coalesce(operation, ?) = ?", [Operation.CHAT, Operation.CHAT])
     return " AND ".join(parts), params
 
 

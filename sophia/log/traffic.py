@@ -34,7 +34,7 @@ def read(
     Columns hold `w{i}` flags (record i's keywords contain keywords[i]); labels has one row
     per labelled request and model: request_id, model, correct, tok (-1 unknown).
     """
-    clause, params = where(sources, start, end)
+    clause, params = where(sources, start, end, chat_only=True)
     words = keywords(cur, clause, params)
     flags = "".join(f", list_contains(keywords, ?) AS w{i}" for i in range(len(words)))
     marks = ", ".join("?" for _ in RUNTIME_REASONS)
