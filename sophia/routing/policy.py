@@ -259,8 +259,10 @@ def _able(chain, cfg: Config, st: RuntimeState, forced: bool, dedicated_only: bo
     """The chain without the places that cannot serve the request; when none of it can, any
     configured place that can (a forced model is never moved)."""
     able = [c for c in chain if serves(cfg, c[0], c[1], st)]
-    if able or forced:
-        return able[:1] if forced else able
+    if forced:  # the model asked for, or nothing
+        return able if able and able[0] == chain[0] else []
+    if able:
+        return able
     return [
         (e.name, m)
         for e in cfg.endpoints
@@ -280,8 +282,16 @@ def unservable(cfg: Config, st: RuntimeState, places: list[tuple[str, str]] | No
         if best is None or len(missing) < len(best):
             best = missing
     if best:
-        which = "the forced model" if len(places) == 1 else "no configured model"
-        return f"{which} supports {' and '.join(best)}, which the request uses"
+        what = " and ".join(best)
+        if len(places) == 1:
+            return (
+                f"the model {places[0][1]} does not support {what}, which the request uses: ask for the alias "
+                "or a model whose capabilities include it (GET /v1/models lists them)"
+            )
+        return (
+            f"no configured model supports {what}, which the request uses: add it to the capabilities of an "
+            "endpoint or model that serves it, or leave it out of the request"
+        )
     windows = [cfg.context_window(cfg.endpoint(e), m) for e, m in places]
     return (
         f"the request may take {st.tokens:,} tokens (prompt and max_tokens), more than the context window of "

@@ -48,6 +48,7 @@ def models(settings: ServerSettings, cfg: Config) -> list[dict]:
                         "tier": e.tier,
                         "endpoint": e.name,
                         "simulated": e.simulated,
+                        "capabilities": list(cfg.capabilities(e, m)),
                     }
                 )
     return out

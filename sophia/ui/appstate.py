@@ -16,7 +16,7 @@ from typing import Any
 
 from sophia.config import Config
 from sophia.money import pricing
-from sophia.vocab import Status, Tier
+from sophia.vocab import Capability, Status, Tier
 
 # --- time ranges ------------------------------------------------------------------------
 
@@ -93,11 +93,11 @@ def session_config(cfg: Config, complexity_threshold: float | None, cost_thresho
 
 
 def model_choices(cfg: Config) -> list[str]:
-    """Every model some endpoint serves, serverless first."""
+    """Every chat model some endpoint serves, serverless first."""
     out: list[str] = []
     for tier in (Tier.SERVERLESS, Tier.DEDICATED):
         for e in cfg.tier_endpoints(tier):
-            out += [m for m in e.models if m not in out]
+            out += [m for m in e.models if m not in out and Capability.CHAT in cfg.capabilities(e, m)]
     return out
 
 
