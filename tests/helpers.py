@@ -243,6 +243,19 @@ def write_toml(path: str | os.PathLike, data: dict) -> Path:
     return p
 
 
+def drain(it) -> tuple[list, Exception | None]:
+    """A backend stream's chunks, and the BackendError that ended it early (or None)."""
+    from sophia.routing.backends.base import BackendError
+
+    got: list = []
+    try:
+        for c in it:
+            got.append(c)
+    except BackendError as e:
+        return got, e
+    return got, None
+
+
 def hello(text: str = "Say hello in one short sentence.") -> list[dict]:
     """A one-message chat."""
     return [{"role": "user", "content": text}]

@@ -7,11 +7,12 @@ import time
 import pytest
 
 from sophia.config import Endpoint, FailoverSettings, Simulation
-from sophia.routing.backends.base import BackendError, Chunk, Usage
+from sophia.routing.backends.base import BackendError, Usage
 from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.simulated import SimulatedBackend
 from sophia.routing.features import estimate_tokens, prompt_text
 from tests.fakeopenai import DEFAULT_REPLY, FakeOpenAI, closed_port_url
+from tests.helpers import drain
 
 MODEL = "llama-4-scout-17b-16e-instruct"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there, who are you?"}]
@@ -30,16 +31,6 @@ def be(fake):
     b = backend(fake.base_url)
     yield b
     b.close()
-
-
-def drain(it) -> tuple[list[Chunk], BackendError | None]:
-    got: list[Chunk] = []
-    try:
-        for c in it:
-            got.append(c)
-    except BackendError as e:
-        return got, e
-    return got, None
 
 
 # --- OpenAIBackend: replies ---------------------------------------------------------------

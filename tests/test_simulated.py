@@ -15,6 +15,7 @@ from sophia.config import Endpoint, Simulation
 from sophia.routing.backends.base import BackendError, Chunk, Reply, Usage
 from sophia.routing.backends.simulated import DEFAULT_MAX_TOKENS, SimulatedBackend, latency_ms
 from sophia.routing.features import estimate_tokens, prompt_text
+from tests.helpers import drain
 
 QUESTION = [{"role": "user", "content": "How do I tune a Postgres index for faster queries on large tables?"}]
 WEATHER = [{"role": "user", "content": "What's the weather in Paris today?"}]
@@ -67,16 +68,6 @@ def sim(seed: int = 7, sleeps: list | None = None, **kw) -> SimulatedBackend:
 
 def body(messages=QUESTION, **kw) -> dict:
     return {"model": "client-model", "messages": messages, **kw}
-
-
-def drain(it) -> tuple[list[Chunk], BackendError | None]:
-    got: list[Chunk] = []
-    try:
-        for c in it:
-            got.append(c)
-    except BackendError as e:
-        return got, e
-    return got, None
 
 
 def assemble(chunks: list[Chunk]) -> list[dict]:
