@@ -51,6 +51,9 @@ class AlertSettings:
     forecast_window_hours: float = 24.0
 
 
+MAX_AMOUNT_USD = 1e9  # a budget beyond a billion dollars is a typo, and would overflow the displays
+
+
 def _real(v: object) -> bool:
     """A finite number that is not a TOML boolean."""
     return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
@@ -71,8 +74,8 @@ def parse_budget(raw: dict, cfg: Config, where: str = "budgets") -> Budget:
     if period not in words(Period):
         raise fail(p + "period", period, "one of " + ", ".join(words(Period)))
     amount = raw.get("amount_usd")
-    if not (_real(amount) and amount > 0):
-        raise fail(p + "amount_usd", amount, "an amount in USD > 0")
+    if not (_real(amount) and 0 < amount <= MAX_AMOUNT_USD):
+        raise fail(p + "amount_usd", amount, f"an amount in USD > 0 and <= {MAX_AMOUNT_USD:,.0f}")
     soft = raw.get("soft_limit", 0.8)
     if not (_real(soft) and 0 < soft <= 1):
         raise fail(p + "soft_limit", soft, "a share of the amount, > 0 and <= 1 (0.8 = 80%)")

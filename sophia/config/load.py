@@ -39,12 +39,12 @@ def _length_bands(t: dict, p: str, default: tuple) -> tuple[tuple[int, float], .
         and isinstance(b[0], int)
         and not isinstance(b[0], bool)
         and isinstance(b[1], (int, float))
-        and b[0] >= 0
+        and 0 <= b[0] <= 100_000_000
         and 0 <= b[1] <= 1
         for b in raw
     )
     if not ok:
-        raise fail(p + "length_bands", raw, "a list of [characters, weight] pairs, weight in 0..1")
+        raise fail(p + "length_bands", raw, "a list of [characters, weight] pairs, characters in 0..100,000,000, weight in 0..1")
     return tuple(sorted(((int(c), float(w)) for c, w in raw), reverse=True))
 
 
@@ -157,8 +157,8 @@ def _endpoint(t: dict, i: int) -> Endpoint:
             f"{p}api_key must not be written in the file: set api_key_env to the name of an environment variable"
         )
     dedicated = tier == Tier.DEDICATED
-    hourly = number(t, "hourly_usd", p, 0.0, 0)
-    tps = number(t, "throughput_tps", p, 0.0, 0)
+    hourly = number(t, "hourly_usd", p, 0.0, 0, 1e6)
+    tps = number(t, "throughput_tps", p, 0.0, 0, 1e9)
     if dedicated and hourly <= 0:
         raise fail(p + "hourly_usd", t.get("hourly_usd"), "a price > 0: dedicated GPUs are never free")
     if dedicated and tps <= 0:
@@ -203,8 +203,8 @@ def _model(t: dict, i: int) -> ModelPrice:
         p,
         known=_MODEL_KEYS,
         name=name,
-        input_per_mtok=number(t, "input_per_mtok", p, 0, 0),
-        output_per_mtok=number(t, "output_per_mtok", p, 0, 0),
+        input_per_mtok=number(t, "input_per_mtok", p, 0, 0, 1e4),
+        output_per_mtok=number(t, "output_per_mtok", p, 0, 0, 1e4),
         capabilities=_names(t, "capabilities", p, None, _CAPABILITIES),
     )
 

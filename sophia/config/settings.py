@@ -33,7 +33,7 @@ class ScorerSettings:
         KeywordGroup("analysis", ("analyze", "process", "generate", "training"), 0.1),
         KeywordGroup("context", ("remember", "context", "session", "stream"), 0.2),
     )
-    max_tokens_over: int = field(default=1_000, metadata=whole())
+    max_tokens_over: int = field(default=1_000, metadata=whole(0, 10_000_000))
     max_tokens_weight: float = field(default=0.3, metadata=in_range(0, 1))
     cap: float = field(default=1.0, metadata=in_range(0, 1, lo_open=True))
     # Which text is scored: a system prompt (system / developer messages) and earlier turns can
@@ -45,7 +45,7 @@ class ScorerSettings:
 @dataclass(frozen=True)
 class RoutingSettings:
     complexity_threshold: float = field(default=0.7, metadata=in_range(0, 1))
-    cost_threshold_usd: float = field(default=0.10, metadata=in_range(0))
+    cost_threshold_usd: float = field(default=0.10, metadata=in_range(0, 10_000))
     serverless_model: str = "llama-4-scout-17b-16e-instruct"
     premium_model: str = "llama-4-maverick-17b-128e-instruct-fp8"
     budget_model: str = "llama3.1-8b-instruct"
@@ -68,7 +68,7 @@ class FailoverSettings:
 @dataclass(frozen=True)
 class CacheSettings:
     enabled: bool = field(default=True, metadata=FLAG)
-    ttl_s: float = field(default=3600.0, metadata=in_range(0, lo_open=True))
+    ttl_s: float = field(default=3600.0, metadata=in_range(0, 31_536_000, lo_open=True))  # up to a year
     max_entries: int = field(default=10_000, metadata=whole(1, 10_000_000))
     # A request that samples (temperature > 0, or unset: the APIs' default is 1) without a seed
     # would get another answer each time; it is cached only when this says so.
@@ -87,7 +87,7 @@ class Simulation:
     cut_rate: float = field(default=0.0, metadata=in_range(0, 1))
     reply_tokens: int = field(default=120, metadata=whole(1, 100_000))
     report_usage: bool = field(default=True, metadata=FLAG)
-    seed: int = field(default=7, metadata=whole(0))
+    seed: int = field(default=7, metadata=whole(0, 2**63 - 1))
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Endpoint:
     api_key_env: str | None = None
     hourly_usd: float = 0.0
     throughput_tps: float = 0.0
-    prefill_tps: float = field(default=0.0, metadata=in_range(0))
+    prefill_tps: float = field(default=0.0, metadata=in_range(0, 1e9))
     max_concurrency: int = field(default=0, metadata=whole(0, 100_000))
     simulation: Simulation = field(default_factory=Simulation)
     capabilities: tuple[str, ...] = CHAT_CAPABILITIES  # what its models serve unless a model says
