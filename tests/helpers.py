@@ -130,6 +130,7 @@ def _reference() -> dict:
             "failure_threshold": 3,
             "cooldown_s": 30,
             "connect_timeout_s": 5,
+            "first_token_timeout_s": 30,
             "timeout_s": 60,
         },
         "cache": {"enabled": True, "ttl_s": 3600, "max_entries": 10000},

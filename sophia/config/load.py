@@ -44,7 +44,8 @@ def _length_bands(t: dict, p: str, default: tuple) -> tuple[tuple[int, float], .
         for b in raw
     )
     if not ok:
-        raise fail(p + "length_bands", raw, "a list of [characters, weight] pairs, characters in 0..100,000,000, weight in 0..1")
+        allowed = "a list of [characters, weight] pairs, characters in 0..100,000,000, weight in 0..1"
+        raise fail(p + "length_bands", raw, allowed)
     return tuple(sorted(((int(c), float(w)) for c, w in raw), reverse=True))
 
 

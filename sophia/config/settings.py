@@ -62,6 +62,9 @@ class FailoverSettings:
     failure_threshold: int = field(default=3, metadata=whole(1, 1000))
     cooldown_s: float = field(default=30.0, metadata=in_range(0, 86_400))
     connect_timeout_s: float = field(default=5.0, metadata=in_range(0, 600, lo_open=True))
+    # Deadlines of one attempt that no trickle of bytes or keep-alive comments extends: its first
+    # token (a whole reply's headers, a stream's first data event), and its whole reply.
+    first_token_timeout_s: float = field(default=30.0, metadata=in_range(0, 3600, lo_open=True))
     timeout_s: float = field(default=60.0, metadata=in_range(0, 3600, lo_open=True))
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sophia.money import pricing
 from sophia.routing import policy
-from sophia.routing.backends.base import Chunk
+from sophia.routing.backends.base import CallToken, Chunk
 from sophia.routing.traits import PLAIN, Traits
 from sophia.vocab import Operation, Source, Status
 
@@ -29,6 +29,7 @@ class ChatRequest:
     request_id: str | None = None
     body: Mapping | None = None  # the client's request as sent: forwarded upstream unchanged
     cache: str = CACHE_USE
+    token: CallToken | None = None  # its deadlines and cancellation (the router makes one when None)
 
 
 @dataclass

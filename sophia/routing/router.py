@@ -16,9 +16,10 @@ from sophia.config.policy_settings import digest, settings_of
 from sophia.money import pricing
 from sophia.routing import features as feats
 from sophia.routing import policy
-from sophia.routing.backends.base import Backend, BackendError, Chunk, Reply, Usage
+from sophia.routing.backends.base import Backend, BackendError, CallToken, Chunk, Reply, Usage
 from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.simulated import SimulatedBackend
+from sophia.routing.backends.transport import FastTransport
 from sophia.routing.cache import CachedReply, ResponseCache, cache_key
 from sophia.routing.health import Health
 from sophia.routing.record import log_record
@@ -36,13 +37,14 @@ def make_backends(
     secrets: dict | None = None,
     transport: Callable[[], httpx.BaseTransport] | None = None,
 ) -> dict[str, Backend]:
-    """A backend per endpoint; real ones on `transport()` when given (else httpx's own)."""
+    """A backend per endpoint; real ones on `transport()` when given, else on the lean transport,
+    which holds a request's deadlines however slowly an endpoint trickles bytes."""
     out: dict[str, Backend] = {}
     for e in cfg.endpoints:
         if e.simulated:
             out[e.name] = SimulatedBackend(e, sleep=sleep)
         else:
-            t = transport() if transport is not None else None
+            t = transport() if transport is not None else FastTransport()
             out[e.name] = OpenAIBackend(e, api_key(e, secrets), cfg.failover, transport=t)
     return out
 
@@ -178,6 +180,8 @@ class Router:
         active, active_version = self._active
         version = active_version if cfg is None or cfg is active else None
         cfg = cfg or active
+        if req.token is None:
+            req.token = CallToken(self.clock)
         # Validation errors surface here, before anything is routed or recorded.
         tr = traits(req.messages, req.body)
         f = self.features(req, cfg, tr)
@@ -302,14 +306,20 @@ class Router:
         """Call one endpoint with retries. Returns True when the request is over (answered, or
         failed after text reached the client), False to fail over to the next endpoint."""
         retries = cfg.failover.max_retries
+        token = req.token
         for attempt in range(retries + 1):
+            if token.cancelled:  # the client left while an earlier attempt failed
+                res.status, res.error_kind = Status.CANCELLED, "cancelled"
+                res.error = "the client went away before the reply was complete"
+                return True
             res.attempts += 1
             call.usage = None  # usage reported by an earlier, failed attempt is not this reply's
             a0 = self.clock()
+            token.arm(cfg.failover.first_token_timeout_s, cfg.failover.timeout_s)
             try:
                 if stream:
                     assembly = call.assembly = Assembly()
-                    for chunk in backend.stream(model, req.messages, d.features.max_tokens, req.body):
+                    for chunk in backend.stream(model, req.messages, d.features.max_tokens, req.body, token):
                         if chunk.usage is not None:
                             call.usage = chunk.usage
                         if chunk.fingerprint is not None:
@@ -323,11 +333,17 @@ class Router:
                             assembly.add(chunk)
                             yield chunk
                 else:
-                    reply = call.reply = backend.complete(model, req.messages, d.features.max_tokens, req.body)
+                    reply = call.reply = backend.complete(
+                        model, req.messages, d.features.max_tokens, req.body, token
+                    )
                     call.usage, call.fingerprint = reply.usage, reply.fingerprint
                     call.parts = [reply.text]
                     res.ttft_ms = (self.clock() - call.t0) * 1000
             except BackendError as e:
+                if token.cancelled or e.kind == "cancelled":  # the client left: nobody to answer
+                    res.status, res.error_kind = Status.CANCELLED, "cancelled"
+                    res.error = "the client went away before the reply was complete"
+                    return True
                 if endpoint_fault(e):
                     self.health.failure(endpoint, str(e))
                 res.error, res.error_kind = str(e), e.kind

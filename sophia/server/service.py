@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from sophia.config import Config
 from sophia.config.server import ServerSettings
 from sophia.routing import views
+from sophia.routing.backends.base import CallToken
 from sophia.routing.embedder import embed
 from sophia.routing.features import RequestError
 from sophia.routing.result import CACHE_OFF, CACHE_REFRESH, CACHE_USE, ChatRequest, Result
@@ -58,6 +59,17 @@ def cache_use(request: Request) -> str:
     if "no-cache" in cc:
         return CACHE_REFRESH
     return CACHE_USE
+
+
+async def _on_disconnect(request: Request, token: CallToken) -> None:
+    """Cancel the request's upstream call as soon as its client goes away (the body is read by
+    now, so the next message is the disconnect), freeing its routing slot at once."""
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # the connection is gone one way or another; nothing to cancel on
+        return
+    token.cancel()
 
 
 def _routing_error(e: Exception) -> ApiError | None:
@@ -141,6 +153,7 @@ class Sophia:
             request_id=f"{self._id_prefix}{next(self._ids):014x}",
             body=body,
             cache=cache,
+            token=CallToken(),
         )
 
     def _dropped(self, call: ChatCall, res: Result) -> tuple[str, ...]:
@@ -158,9 +171,19 @@ class Sophia:
             key_id = self.access.admit(request)
             call = parse_chat(await self.access.read_body(request), self.settings, self.models, self.aliases)
             req = self._request(call, key_id, call.body, cache_use(request))
-            if call.stream:
-                return await self._stream(req, call)
-            res = await self._route(req)
+            # Watch for the client leaving while its request waits on an endpoint; a stream hands the
+            # watch on to its response, which ends it with the stream.
+            watch = asyncio.ensure_future(_on_disconnect(request, req.token))
+            handed = False
+            try:
+                if call.stream:
+                    response = await self._stream(req, call, watch)
+                    handed = isinstance(response, StreamingResponse)
+                    return response
+                res = await self._route(req)
+            finally:
+                if not handed:
+                    watch.cancel()
         except ApiError as e:
             return error_response(e)
         r = views.routing(res)  # derived once for the headers and the body
@@ -169,9 +192,9 @@ class Sophia:
             return error_response(result_error(res), headers, {"sophia": views.sophia_extension(res, r)})
         return json_response(views.completion(res, call.max_tokens, r), 200, headers)
 
-    async def _stream(self, req: ChatRequest, call: ChatCall) -> Response:
+    async def _stream(self, req: ChatRequest, call: ChatCall, watch: asyncio.Future) -> Response:
         """Start the stream and wait for its first item: the routing headers go out with the first text."""
-        pump = Pump(asyncio.get_running_loop())
+        pump = Pump(asyncio.get_running_loop(), req.token)
         self.pool.submit(pump.run, self.router, req)
         try:
             first = await pump.queue.get()
@@ -202,10 +225,12 @@ class Sophia:
             headers["x-sophia-ignored-params"] = views.ignored_header(dropped)
         chunks = Chunks(req.request_id, route.model, call.include_usage, fingerprint)
         return StreamingResponse(
-            self._events(pump, first, chunks, call), headers=headers, media_type="text/event-stream"
+            self._events(pump, first, chunks, call, watch), headers=headers, media_type="text/event-stream"
         )
 
-    async def _events(self, pump: Pump, first: tuple, chunks: Chunks, call: ChatCall) -> AsyncIterator[bytes]:
+    async def _events(
+        self, pump: Pump, first: tuple, chunks: Chunks, call: ChatCall, watch: asyncio.Future
+    ) -> AsyncIterator[bytes]:
         """The stream's bytes: whatever deltas have arrived go out together, in one write."""
         try:
             out = [chunks.role()]
@@ -231,6 +256,8 @@ class Sophia:
                     item = pump.queue.get_nowait()
         finally:
             pump.cancelled = True  # the client went away (or we are done): stop at the next delta
+            pump.token.cancel()  # and at once if the thread is waiting on the endpoint
+            watch.cancel()
 
     def _embeddings_model(self, asked: str | None) -> str:
         """The model an embeddings request goes to, or a 404 that says what to configure."""
@@ -343,4 +370,9 @@ class Sophia:
         return json_response(data, 200, {"cache-control": "no-store"})
 
     async def dashboard(self) -> Response:
-        return RedirectResponse(self.settings.app_url, 307)
+        """To the app: `server.app_url` when set, else the URL the app serving this database
+        recorded (read on each visit: the app may have started, moved or stopped since)."""
+        from sophia.config.server import app_url_for
+
+        db = self.rt.db
+        return RedirectResponse(app_url_for(self.settings, None if db.memory else db.path), 307)

@@ -13,7 +13,7 @@ import json
 import time
 
 from sophia.routing import views
-from sophia.routing.backends.base import Chunk
+from sophia.routing.backends.base import CallToken, Chunk
 from sophia.routing.result import ChatRequest, Result
 from sophia.routing.router import Router
 from sophia.server.errors import ApiError, result_error
@@ -26,12 +26,13 @@ FIRST, DELTA, END, RAISE = "first", "delta", "end", "raise"
 class Pump:
     """Runs one stream on a routing thread and hands its deltas to the event loop."""
 
-    __slots__ = ("loop", "queue", "cancelled")
+    __slots__ = ("loop", "queue", "cancelled", "token")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, token: CallToken | None = None) -> None:
         self.loop = loop
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancelled = False
+        self.token = token or CallToken()
 
     def _put(self, item: tuple) -> None:
         try:

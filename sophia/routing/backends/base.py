@@ -8,9 +8,14 @@ usage, so tool calls, logprobs, refusals and several choices reach the client as
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+FIRST, WHOLE = "first", "whole"  # CallToken phases: waiting for the first token; for the rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,88 @@ def upstream_body(
     return out
 
 
+class CallToken:
+    """One request's deadlines and its way out, shared by the router, the backend and the transport.
+
+    `arm` starts an attempt: until its first token the deadline is `first_s` away (a response's
+    headers for a whole reply, the first data event for a stream), then `total_s` from the
+    attempt's start; no trickle of bytes or keep-alive comments moves either. The transport
+    bounds every socket wait by `remaining()`; `cancel()` (the client went away) shuts the
+    connection in use down at once, which wakes a thread blocked reading from it.
+    """
+
+    __slots__ = (
+        "phase",
+        "deadline",
+        "stream",
+        "cancelled",
+        "_total",
+        "_first_s",
+        "_total_s",
+        "_sock",
+        "_lock",
+        "_clock",
+    )
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self.phase = FIRST
+        self.deadline = float("inf")
+        self.stream = False  # a stream's first token is its first data event, not its headers
+        self._total = float("inf")
+        self._first_s = self._total_s = 0.0
+        self.cancelled = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def arm(self, first_s: float, total_s: float) -> None:
+        now = self._clock()
+        self.phase, self._first_s, self._total_s = FIRST, first_s, total_s
+        self._total = now + total_s
+        self.deadline = min(now + first_s, self._total)
+
+    def first_token(self) -> None:
+        """The first token arrived: from now on only the total deadline counts."""
+        if self.phase == FIRST:
+            self.phase, self.deadline = WHOLE, self._total
+
+    def remaining(self) -> float:
+        return self.deadline - self._clock()
+
+    def expired(self) -> bool:
+        return self._clock() >= self.deadline
+
+    def which(self) -> str:
+        """The deadline that fires next, in words (for the record)."""
+        if self.phase == FIRST and self.deadline < self._total:
+            return f"its first token within {self._first_s:g} s (failover.first_token_timeout_s)"
+        return f"its whole reply within {self._total_s:g} s (failover.timeout_s)"
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+        if self.cancelled:  # cancelled while connecting
+            self._shut(sock)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._sock = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        with self._lock:
+            sock = self._sock
+        self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket | None) -> None:
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class BackendError(Exception):
     """A failed call. `kind` is connect, timeout, http_status, malformed or cut_stream;
     `retryable` says whether trying again may help."""
@@ -113,11 +200,21 @@ class Backend(Protocol):
     simulated: bool
 
     def complete(
-        self, model: str, messages: Sequence[Mapping], max_tokens: int | None, body: Mapping | None = None
+        self,
+        model: str,
+        messages: Sequence[Mapping],
+        max_tokens: int | None,
+        body: Mapping | None = None,
+        token: CallToken | None = None,
     ) -> Reply: ...
 
     def stream(
-        self, model: str, messages: Sequence[Mapping], max_tokens: int | None, body: Mapping | None = None
+        self,
+        model: str,
+        messages: Sequence[Mapping],
+        max_tokens: int | None,
+        body: Mapping | None = None,
+        token: CallToken | None = None,
     ) -> Iterator[Chunk]: ...
 
     def embed(self, model: str, body: Mapping) -> Embeddings: ...

@@ -9,7 +9,7 @@ import httpx
 
 from sophia.config import Endpoint, FailoverSettings
 from sophia.config.privacy import redact
-from sophia.routing.backends.base import BackendError, Chunk, Embeddings, Reply, Usage, upstream_body
+from sophia.routing.backends.base import BackendError, CallToken, Chunk, Embeddings, Reply, Usage, upstream_body
 
 
 def scrub(text: str, secret: str | None) -> str:
@@ -79,6 +79,10 @@ def _malformed(name: str, what: str) -> BackendError:
     return BackendError("malformed", f"{name} sent {what}", retryable=False)
 
 
+def _ext(token: CallToken | None) -> dict | None:
+    return None if token is None else {"sophia.token": token}
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible server: a serverless provider, vLLM, SGLang, Ollama."""
 
@@ -104,7 +108,11 @@ class OpenAIBackend:
         )
 
 
-    def _errors(self, e: Exception) -> BackendError:
+    def _errors(self, e: Exception, token: CallToken | None = None) -> BackendError:
+        if token is not None and token.cancelled:
+            return BackendError("cancelled", "the client went away", retryable=False)
+        if isinstance(e, httpx.TimeoutException) and token is not None and not isinstance(e, httpx.ConnectTimeout):
+            return BackendError("timeout", f"{self.name} did not send {token.which()}", retryable=False)
         if isinstance(e, httpx.TimeoutException):
             # Not retried on the same endpoint: a retry would double the wait (timeout_s) before
             # failover; only 429/5xx, connect and dropped connections are retried (sophia.toml).
@@ -113,11 +121,11 @@ class OpenAIBackend:
             return BackendError("connect", f"{self.name} cannot be reached: {e}")
         return BackendError("cut_stream", f"{self.name} dropped the connection: {type(e).__name__}")
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict, token: CallToken | None = None) -> dict:
         try:
-            resp = self._client.post(path, json=body)
+            resp = self._client.post(path, json=body, extensions=_ext(token))
         except httpx.HTTPError as e:
-            raise self._errors(e) from None
+            raise self._errors(e, token) from None
         if resp.status_code >= 400:
             raise _status_error(self.name, resp, self._secret)
         try:
@@ -128,8 +136,12 @@ class OpenAIBackend:
             raise _malformed(self.name, "a reply that is not a JSON object")
         return data
 
-    def complete(self, model, messages, max_tokens, body=None) -> Reply:
-        data = self._post("/chat/completions", upstream_body(model, messages, max_tokens, body, False, self._drop))
+    def complete(self, model, messages, max_tokens, body=None, token=None) -> Reply:
+        if token is not None:
+            token.stream = False
+        data = self._post(
+            "/chat/completions", upstream_body(model, messages, max_tokens, body, False, self._drop), token
+        )
         choices = data.get("choices")
         if not (isinstance(choices, list) and choices and all(isinstance(c, Mapping) for c in choices)):
             raise _malformed(self.name, "a reply that is not an OpenAI chat completion (no choices)")
@@ -148,14 +160,18 @@ class OpenAIBackend:
             raise _malformed(self.name, "a reply that is not an OpenAI embeddings list")
         return Embeddings(items, _usage(data.get("usage"), embeddings=True))
 
-    def stream(self, model, messages, max_tokens, body=None):
+    def stream(self, model, messages, max_tokens, body=None, token=None):
         body = upstream_body(model, messages, max_tokens, body, True, self._drop)
+        if token is not None:
+            token.stream = True
         try:
-            with self._client.stream("POST", "/chat/completions", json=body) as resp:
+            with self._client.stream("POST", "/chat/completions", json=body, extensions=_ext(token)) as resp:
                 if resp.status_code >= 400:
                     raise _status_error(self.name, resp, self._secret)
                 done = False
                 for line in resp.iter_lines():
+                    if token is not None and token.expired():  # keep-alives do not extend a deadline
+                        raise httpx.ReadTimeout("the request's deadline passed")
                     if not line.startswith("data:"):
                         continue  # comments, event names, keep-alives
                     payload = line[5:].strip()
@@ -189,13 +205,17 @@ class OpenAIBackend:
                         content = delta.get("content") if isinstance(delta, Mapping) else None
                         text = content if isinstance(content, str) else ""
                     usage = _usage(event.get("usage"))
+                    if choices and token is not None:
+                        token.first_token()
                     if choices or usage:
                         fp = event.get("system_fingerprint")
                         yield Chunk(text, usage, choices, fp if isinstance(fp, str) else None)
                 if not done:
+                    if token is not None and token.cancelled:
+                        raise BackendError("cancelled", "the client went away", retryable=False)
                     raise BackendError("cut_stream", f"{self.name} ended the stream before [DONE]")
         except httpx.HTTPError as e:
-            raise self._errors(e) from None
+            raise self._errors(e, token) from None
 
     def check(self) -> bool:
         try:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sophia.config import Endpoint, Simulation
-from sophia.routing.backends.base import BackendError, Chunk, Embeddings, Reply, Usage, upstream_body
+from sophia.routing.backends.base import BackendError, CallToken, Chunk, Embeddings, Reply, Usage, upstream_body
 from sophia.routing.features import estimate_tokens, prompt_text
 
 DEFAULT_MAX_TOKENS = 512  # what the request gets when it names no limit
@@ -581,7 +581,12 @@ class SimulatedBackend:
         return Usage(estimate_tokens(len(req.prompt)) + req.tool_tokens, sum(len(a.tokens) for a in answers))
 
     def complete(
-        self, model: str, messages: Sequence[Mapping], max_tokens: int | None, body: Mapping | None = None
+        self,
+        model: str,
+        messages: Sequence[Mapping],
+        max_tokens: int | None,
+        body: Mapping | None = None,
+        token: CallToken | None = None,
     ) -> Reply:
         req = _request(model, messages, max_tokens, body)
         plan = self._plan(req.n)
@@ -608,7 +613,12 @@ class SimulatedBackend:
         return Reply(choices, self._usage(req, answers), FINGERPRINT)
 
     def stream(
-        self, model: str, messages: Sequence[Mapping], max_tokens: int | None, body: Mapping | None = None
+        self,
+        model: str,
+        messages: Sequence[Mapping],
+        max_tokens: int | None,
+        body: Mapping | None = None,
+        token: CallToken | None = None,
     ) -> Iterator[Chunk]:
         req = _request(model, messages, max_tokens, body)
         plan = self._plan(req.n)
@@ -634,6 +644,8 @@ class SimulatedBackend:
                     break
                 if sent:
                     self._sleep(self.sim.tpot_ms * factor * len(part) / 1000)
+                if token is not None and token.cancelled:
+                    raise BackendError("cancelled", "the client went away", retryable=False)
                 sent += len(part)
                 piece = "".join(part)
                 if not a.call_id:

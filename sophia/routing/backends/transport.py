@@ -43,18 +43,38 @@ def _dropped(sock: socket.socket | None) -> bool:
     return bool(readable)
 
 
+def _bounded(read_timeout: float | None, token) -> float | None:
+    """The socket wait: the read timeout, never past the request's deadline."""
+    if token is None:
+        return read_timeout
+    left = token.remaining()
+    if left <= 0:
+        raise httpx.ReadTimeout("the request's deadline passed")
+    return left if read_timeout is None else min(read_timeout, left)
+
+
 class _Body(httpx.SyncByteStream):
     def __init__(
-        self, owner: FastTransport, key: tuple, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse
+        self,
+        owner: FastTransport,
+        key: tuple,
+        conn: http.client.HTTPConnection,
+        resp: http.client.HTTPResponse,
+        read_timeout: float | None = None,
+        token=None,
     ) -> None:
         self._owner, self._key, self._conn, self._resp = owner, key, conn, resp
+        self._read_timeout, self._token = read_timeout, token
         self._done = False
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         resp = self._resp
+        token, sock = self._token, self._conn.sock
         try:
             while True:
+                if token is not None and sock is not None:
+                    sock.settimeout(_bounded(self._read_timeout, token))
                 chunk = resp.read1(65536)
                 if not chunk:
                     break
@@ -75,6 +95,8 @@ class _Body(httpx.SyncByteStream):
         if self._closed:
             return
         self._closed = True
+        if self._token is not None:
+            self._token.detach()
         reusable = self._done and not self._resp.will_close and self._conn.sock is not None
         self._resp.close()
         if reusable:
@@ -147,6 +169,9 @@ class FastTransport(httpx.BaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         host, port = url.host, url.port or _DEFAULT_PORTS[scheme]
         timeouts = request.extensions.get("timeout") or {}
+        token = request.extensions.get("sophia.token")
+        if token is not None and token.cancelled:
+            raise httpx.ReadError("the client went away before the request was sent")
         body = request.read()
         headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"transfer-encoding"]
         if body and not any(k.lower() == b"content-length" for k, _ in headers):
@@ -160,8 +185,10 @@ class FastTransport(httpx.BaseTransport):
             reused = conn is not None
             if conn is None:
                 conn = self._connect(scheme, host, port, timeouts.get("connect"))
+            if token is not None:
+                token.attach(conn.sock)
             try:
-                resp = self._exchange(conn, request.method, url.raw_path, headers, body, timeouts)
+                resp = self._exchange(conn, request.method, url.raw_path, headers, body, timeouts, token)
                 break
             except _Stale:
                 self._discard(conn)
@@ -174,13 +201,13 @@ class FastTransport(httpx.BaseTransport):
         return httpx.Response(
             resp.status,
             headers=resp.getheaders(),
-            stream=_Body(self, key, conn, resp),
+            stream=_Body(self, key, conn, resp, timeouts.get("read"), token),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": resp.reason.encode("latin-1", "replace")},
         )
 
     @staticmethod
     def _exchange(
-        conn: http.client.HTTPConnection, method: str, target: bytes, headers, body: bytes, timeouts: dict
+        conn: http.client.HTTPConnection, method: str, target: bytes, headers, body: bytes, timeouts: dict, token=None
     ) -> http.client.HTTPResponse:
         try:
             conn.sock.settimeout(timeouts.get("write"))
@@ -195,8 +222,11 @@ class FastTransport(httpx.BaseTransport):
         except OSError as e:
             raise httpx.WriteError(str(e) or type(e).__name__) from None
         try:
-            conn.sock.settimeout(timeouts.get("read"))
-            return conn.getresponse()
+            conn.sock.settimeout(_bounded(timeouts.get("read"), token))
+            resp = conn.getresponse()
+            if token is not None and not token.stream:
+                token.first_token()  # a whole reply: its headers are its first byte
+            return resp
         except TimeoutError:
             raise httpx.ReadTimeout("timed out waiting for the response") from None
         except http.client.RemoteDisconnected:
