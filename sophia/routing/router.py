@@ -8,8 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from sophia.config import Config, api_key
 from sophia.config.policy_settings import digest, settings_of
@@ -17,9 +16,7 @@ from sophia.money import pricing
 from sophia.routing import features as feats
 from sophia.routing import policy
 from sophia.routing.backends.base import Backend, BackendError, CallToken, Chunk, Reply, Usage
-from sophia.routing.backends.openai import OpenAIBackend
 from sophia.routing.backends.simulated import SimulatedBackend
-from sophia.routing.backends.transport import FastTransport
 from sophia.routing.cache import CachedReply, ResponseCache, cache_key
 from sophia.routing.health import Health
 from sophia.routing.record import log_record
@@ -27,6 +24,9 @@ from sophia.routing.reply import Assembly, as_chunks, completion_text, finish_re
 from sophia.routing.result import CACHE_OFF, CACHE_USE, ChatRequest, Result, StreamHandle
 from sophia.routing.traits import Traits, traits
 from sophia.vocab import Reason, Status
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ def make_backends(
 ) -> dict[str, Backend]:
     """A backend per endpoint; real ones on `transport()` when given, else on the lean transport,
     which holds a request's deadlines however slowly an endpoint trickles bytes."""
+    # httpx and the HTTP backends load only when a real endpoint is configured (start-up time).
+    from sophia.routing.backends.openai import OpenAIBackend
+    from sophia.routing.backends.transport import FastTransport
+
     out: dict[str, Backend] = {}
     for e in cfg.endpoints:
         if e.simulated:
