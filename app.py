@@ -10,7 +10,7 @@ from sophia.config.diagnostics import setup_logging
 from sophia.log.db import DatabaseBusy, DatabaseError
 
 st.set_page_config(
-    page_title="Sophia · LLM router", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="expanded"
+    page_title="Sophia · LLM router", page_icon=":material/alt_route:", layout="wide", initial_sidebar_state="auto"
 )
 
 pages = {

@@ -187,9 +187,22 @@ def tuner() -> None:
     _apply(proposed_cfg, c)
 
 
+_GOALS = {  # (label, the largest value allowed)
+    "share": ("Target dedicated share", 100.0),
+    "budget": ("Monthly budget", 1e9),
+    "quality": ("Quality floor", 100.0),
+}
+
+
 def _goal(kind: str, sw, t: replay.Traffic) -> None:
     """Button callback: set the complexity threshold that meets a goal (before widgets are drawn)."""
     value = st.session_state[f"tn_goal_{kind}"]
+    # The inputs take any number (a widget's own bounds silently keep the old value); the
+    # ranges are checked here, with a message that says what is allowed.
+    label, hi = _GOALS[kind]
+    if value is None or not 0 <= value <= hi:
+        st.session_state["tn_goal_msg"] = f"{label} = {value:,.0f} is not allowed: expected 0 to {hi:,.0f}."
+        return
     if kind == "share":
         th = replay.threshold_for_share(sw, value / 100)
         why = None
@@ -209,28 +222,26 @@ def _goal(kind: str, sw, t: replay.Traffic) -> None:
 def _knobs(sw, t: replay.Traffic) -> None:
     with st.expander("Find the threshold for a goal", icon=":material/my_location:"):
         k1, k2, k3 = st.columns(3)
-        k1.number_input("Target dedicated share (%)", 0.0, 100.0, 20.0, 1.0, key="tn_goal_share")
+        k1.number_input(
+            "Target dedicated share (%)", value=20.0, step=1.0, key="tn_goal_share", help="0 to 100 %."
+        )
         k1.button("Set threshold", key="tn_go_share", on_click=_goal, args=("share", sw, t))
         k2.number_input(
             "Monthly budget (USD)",
-            0.0,
-            1e9,
-            3000.0,
-            100.0,
+            value=3000.0,
+            step=100.0,
             key="tn_goal_budget",
-            help="Metered spend plus every GPU-hour, scaled to 30 days.",
+            help="Metered spend plus every GPU-hour, scaled to 30 days: $0 to $1,000,000,000.",
         )
         k2.button("Set threshold", key="tn_go_budget", on_click=_goal, args=("budget", sw, t))
         labelled = bool(t.labelled.any())
         k3.number_input(
             "Quality floor (%)",
-            0.0,
-            100.0,
-            80.0,
-            1.0,
+            value=80.0,
+            step=1.0,
             key="tn_goal_quality",
             disabled=not labelled,
-            help="Needs labelled traffic (`sophia import --format labels`).",
+            help="0 to 100 %. Needs labelled traffic (`sophia import --format labels`).",
         )
         k3.button("Set threshold", key="tn_go_quality", disabled=not labelled, on_click=_goal, args=("quality", sw, t))
         if st.session_state.get("tn_goal_msg"):

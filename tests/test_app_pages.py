@@ -353,8 +353,8 @@ def test_request_log_filters_change_what_it_shows(app_env):
     # Search by request id prefix.
     at.multiselect(key="log_status").set_value([])
     rid = df.request_id.iloc[42]
-    at.text_input(key="log_text").set_value(rid[:10]).run()
-    assert shown_total(at) == df.request_id.str.startswith(rid[:10]).sum()
+    at.text_input(key="log_text").set_value(rid[:-2]).run()
+    assert shown_total(at) == df.request_id.str.startswith(rid[:-2]).sum()
     assert rid in set(at.dataframe[0].value.request_id)
     # Nothing matches: a message, no table.
     at.text_input(key="log_text").set_value("no-such-request-anywhere").run()

@@ -98,3 +98,18 @@ def test_a_blank_chat_message_is_not_sent(app_env):
     no_exception(at)
     close_app()
     assert rows(app_env["db"], "SELECT count(*) AS n FROM requests")["n"][0] == 0
+
+
+def test_a_goal_out_of_range_says_what_is_allowed_instead_of_keeping_the_old_value(app_env):
+    seed(app_env["db"], app_env["config"], n=1500)
+    at = run_page("pages/tuning.py")
+    before = at.slider(key="tn_cx").value
+    at.number_input(key="tn_goal_budget").set_value(999_999_999_999.0).run()
+    at.button(key="tn_go_budget").click().run()
+    no_exception(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "Monthly budget = 999,999,999,999 is not allowed: expected 0 to 1,000,000,000" in warning
+    assert at.slider(key="tn_cx").value == before
+    at.number_input(key="tn_goal_share").set_value(150.0).run()
+    at.button(key="tn_go_share").click().run()
+    assert "Target dedicated share = 150 is not allowed: expected 0 to 100" in " ".join(w.value for w in at.warning)

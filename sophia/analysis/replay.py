@@ -48,7 +48,8 @@ class Traffic:
     def span(self) -> tuple[datetime | None, datetime | None]:
         if not self.n:
             return None, None
-        return pd.Timestamp(self.ts.min()).to_pydatetime(), pd.Timestamp(self.ts.max()).to_pydatetime()
+        # The traffic is read in time order (traffic.read): its ends are its first and last rows.
+        return pd.Timestamp(self.ts[0]).to_pydatetime(), pd.Timestamp(self.ts[-1]).to_pydatetime()
 
 
 def load(cur, sources=None, start: datetime | None = None, end: datetime | None = None) -> Traffic:
