@@ -332,6 +332,11 @@ def test_budgets_are_versioned_and_validated(log):
         assert budget_store.resolve(cur, cfg) == (v1, bs)  # unchanged file: no new version
         v2 = budget_store.save(cur, [budget(cfg)], "cli")
         assert v2 == v1 + 1 and budget_store.resolve(cur, cfg) == (v2, [budget(cfg)])
+        # A version stored before a bound existed (1e15 USD) is skipped with a warning, never fatal.
+        v3 = budget_store._STORE.insert(
+            cur, json.dumps([{**json.loads(bmod.to_json([budget(cfg)]))[0], "amount_usd": 1e15}]), "x", "cli", None
+        )
+        assert budget_store.latest(cur, cfg) == (v3, list(cfg.budgets))
     for bad, needle in [
         ({"amount_usd": -1}, "amount_usd"),
         ({"period": "year"}, "period"),

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import datetime
 
 from sophia.budgets import model as bmod
-from sophia.config import Config
+from sophia.config import Config, ConfigError
 from sophia.log import metered
 from sophia.log.settings_store import VersionStore
 
 _STORE = VersionStore("budget_versions", "budgets")
+
+
+logger = logging.getLogger(__name__)
+
+
+def _stored(document: str, version: int, cfg: Config) -> list[bmod.Budget] | None:
+    """A stored version's budgets, or None when it no longer passes today's checks (saved before
+    a bound existed, or naming an endpoint the configuration dropped): it is skipped, not fatal."""
+    try:
+        return bmod.from_json(document, cfg)
+    except (ConfigError, ValueError) as e:
+        logger.warning("budget version %s is not valid any more (%s): using the file's budgets", version, e)
+        return None
 
 
 def _digest(text: str) -> str:
@@ -25,7 +39,8 @@ def resolve(con, cfg: Config) -> tuple[int, list[bmod.Budget]]:
     if seeded is not None:
         return seeded, mine
     latest = _STORE.latest(con)
-    return latest.version, bmod.from_json(latest.document, cfg)
+    stored = _stored(latest.document, latest.version, cfg)
+    return (latest.version, stored) if stored is not None else (latest.version, mine)
 
 
 def save(con, budgets: list[bmod.Budget], origin: str, note: str | None = None) -> int:
@@ -43,7 +58,8 @@ def latest_version(con) -> int:
 def latest(con, cfg: Config) -> tuple[int, list[bmod.Budget]]:
     """The newest stored version and its budgets (saved by this or another process)."""
     v = _STORE.latest(con)
-    return v.version, bmod.from_json(v.document, cfg)
+    stored = _stored(v.document, v.version, cfg)
+    return v.version, stored if stored is not None else list(cfg.budgets)
 
 
 def metered_spend(con, b: bmod.Budget, start: datetime, end: datetime, exclude_instance: str | None = None) -> float:
