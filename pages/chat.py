@@ -9,22 +9,18 @@ from sophia.routing import views
 from sophia.routing.features import RequestError
 from sophia.routing.result import ChatRequest
 from sophia.ui import appstate, cards
-from sophia.ui.appstate import Turn
-from sophia.vocab import Source, Status, Tier, words
+from sophia.ui.appstate import AUTO, COMPLEXITY, COST, MAX_TOKENS, MODEL, TIER, Turn
+from sophia.vocab import Source, Status, Tier
 
 common.require_shell()
 rt = common.runtime()
 cfg = rt.cfg
-AUTO = "Auto"
-SUGGESTIONS = (
-    "What is the capital of Australia?",
-    "Analyze the quarterly sales figures and generate a report.",
-    "Remember the context of our session and continue the story.",
-)
 
 if "turns" not in st.session_state:
     st.session_state.turns = []
 turns: list[Turn] = st.session_state.turns
+# Before any widget is drawn: defaults for new controls, and unusable values put back.
+repaired = appstate.repair_controls(st.session_state, cfg)
 
 
 def clear_chat() -> None:
@@ -32,130 +28,132 @@ def clear_chat() -> None:
 
 
 def reset_controls() -> None:
-    for k in ("pg_tier", "pg_model", "pg_max_tokens", "pg_complexity", "pg_cost"):
-        st.session_state.pop(k, None)
+    # Assigning the defaults (not deleting the keys) also resets what the browser shows and sends back.
+    st.session_state.update(appstate.control_defaults(cfg))
+    clear_chat()
 
 
-# --- controls: this session only ---------------------------------------------------------
+common.page_header(
+    "Chat playground",
+    "Every reply is routed by the policy, streamed, costed and recorded in the log (source 'playground').",
+)
 
-with st.sidebar:
-    st.divider()
-    st.markdown("**Routing for this session**")
-    tier = st.selectbox(
+# --- controls: this session only, in the page so that a phone reaches them --------------------
+
+with st.expander("Routing for this session", icon=":material/tune:"):
+    c1, c2, c3 = st.columns(3)
+    c1.selectbox(
         "Tier",
-        [AUTO, *words(Tier)],
-        key="pg_tier",
+        appstate.tier_options(),
+        key=TIER,
         help="Auto lets the policy decide; a forced tier is logged with reason 'forced'.",
     )
-    model = st.selectbox(
+    c2.selectbox(
         "Model",
-        [AUTO, *appstate.model_choices(cfg)],
-        key="pg_model",
-        help="Force one model (and the endpoint that serves it).",
+        appstate.model_options(cfg),
+        key=MODEL,
+        help="Force one chat model (and the endpoint that serves it).",
     )
-    max_tokens = st.number_input(
+    lo, hi = appstate.MAX_TOKENS_RANGE
+    c3.number_input(
         "max_tokens",
-        min_value=1,
-        max_value=1_000_000,
+        min_value=lo,
+        max_value=hi,
         value=None,
         step=64,
-        key="pg_max_tokens",
+        key=MAX_TOKENS,
         placeholder=f"default {cfg.routing.default_max_tokens}",
-        help=f"Over {cfg.scorer.max_tokens_over:,} adds {cfg.scorer.max_tokens_weight:g} to the complexity score.",
+        help=appstate.max_tokens_help(cfg),
     )
-    complexity = st.slider(
-        "Complexity threshold",
-        0.0,
-        1.0,
-        value=cfg.routing.complexity_threshold,
-        step=0.05,
-        key="pg_complexity",
-        help="Scores above it go to a dedicated GPU (high-complexity).",
-    )
-    cost = st.number_input(
+    c4, c5 = st.columns(2)
+    lo, hi = appstate.COMPLEXITY_RANGE
+    c4.slider("Complexity threshold", lo, hi, step=0.05, key=COMPLEXITY, help=appstate.complexity_help(cfg))
+    lo, hi = appstate.COST_RANGE
+    c5.number_input(
         "Cost threshold (USD)",
-        min_value=0.0,
-        max_value=1000.0,
-        value=cfg.routing.cost_threshold_usd,
+        min_value=lo,
+        max_value=hi,
         step=0.01,
         format="%.4f",
-        key="pg_cost",
-        help="Estimated serverless cost above it goes to a dedicated GPU (cost-optimization).",
+        key=COST,
+        help=appstate.cost_help(cfg),
     )
-    c1, c2 = st.columns(2)
-    c1.button(
+    row = st.container(horizontal=True, gap="small")
+    row.button(
         "Reset",
         on_click=reset_controls,
         icon=":material/restart_alt:",
-        width="stretch",
-        help="Back to the configuration's settings.",
+        key="pg_reset",
+        help="Every control back to the configuration's settings, and a new conversation.",
     )
-    c2.button(
-        "Clear chat",
-        on_click=clear_chat,
-        icon=":material/delete_sweep:",
-        width="stretch",
-        key="pg_clear",
+    row.button("Clear chat", on_click=clear_chat, icon=":material/delete_sweep:", key="pg_clear")
+
+for problem in repaired:
+    st.error(problem, icon=":material/error:")
+try:
+    controls = appstate.read_controls(st.session_state, cfg)
+    session_cfg = appstate.session_config(cfg, controls.complexity_threshold, controls.cost_threshold_usd)
+except ValueError as e:
+    controls, session_cfg = None, cfg
+    st.error(f"{e}.", icon=":material/error:")
+
+if controls is not None and (session_cfg is not cfg or controls.forced()):
+    defaults = (cfg.routing.complexity_threshold, cfg.routing.cost_threshold_usd)
+    chosen = (controls.complexity_threshold, controls.cost_threshold_usd)
+    tier, model = controls.tier or AUTO, controls.model or AUTO
+    note = cards.session_note(defaults, AUTO, tier, model, controls.max_tokens, chosen)
+    st.info(note + " Reset puts every control back.", icon=":material/tune:")
+
+
+def request(messages: list[dict]) -> ChatRequest:
+    """This session's request for a conversation."""
+    return ChatRequest(
+        messages=messages,
+        max_tokens=controls.max_tokens,
+        force_tier=controls.tier,
+        force_model=controls.model,
+        source=Source.PLAYGROUND,
     )
 
-try:
-    session_cfg = appstate.session_config(cfg, complexity, cost)
-except ValueError as e:
-    st.error(str(e))
-    st.stop()
-changed = session_cfg is not cfg or tier != AUTO or model != AUTO or max_tokens is not None
+
+def predicted(prompt: str):
+    """Where a prompt would go now (a Decision), or None when these settings cannot route it."""
+    if controls is None:
+        return None
+    try:
+        return rt.router.decide(request([{"role": "user", "content": prompt}]), session_cfg)
+    except RequestError:
+        return None
 
 
 # --- the routing card --------------------------------------------------------------------
 
 
 def routing_card(card: dict, i: int) -> None:
+    view = cards.card_view(card)
     with st.container(border=True, key=f"routing_card_{i}"):
-        badges = st.container(horizontal=True, gap="small")
-        with badges:
-            st.badge(
-                card["tier"] or "no tier",
-                icon=":material/alt_route:",
-                color="violet" if card["tier"] == Tier.DEDICATED else "blue",
-            )
-            st.badge(card["endpoint"] or "—", icon=":material/dns:", color="gray")
-            if card["simulated"]:
-                st.badge(
-                    "simulated",
-                    icon=":material/science:",
-                    color="orange",
-                    help="A built-in simulated endpoint answered: no network, no bill.",
-                )
-            st.badge(card["model"] or "—", icon=":material/neurology:", color="gray")
-            st.badge(
-                card["reason"] or "—",
-                icon=":material/rule:",
-                color="red" if card["status"] != Status.OK else "green",
-                help=f"The policy alone said '{card['policy_reason']}'." if card["policy_reason"] else None,
-            )
-        st.markdown(cards.routing_table(card))
-        st.caption(cards.routing_caption(card))
+        with st.container(horizontal=True, gap="small"):
+            for b in view.badges:
+                st.badge(b.label, icon=b.icon, color=b.color, help=b.help)
+        if view.outcome == Status.CANCELLED:
+            st.warning(view.message, icon=":material/stop_circle:")
+        elif view.message:
+            st.error(view.message, icon=":material/block:" if view.outcome == Status.REFUSED else ":material/error:")
+        if view.table:
+            st.markdown(view.table)
+        st.caption(view.caption)
 
 
 # --- the conversation --------------------------------------------------------------------
 
-common.page_header(
-    "Chat playground",
-    "Every reply is routed by the policy, streamed, costed and recorded in the log (source 'playground').",
-)
-if changed:
-    defaults = (cfg.routing.complexity_threshold, cfg.routing.cost_threshold_usd)
-    st.info(cards.session_note(defaults, AUTO, tier, model, max_tokens, (complexity, cost)), icon=":material/tune:")
-
 for i, t in enumerate(turns):
     with st.chat_message(t.role):
         if t.content:
-            st.markdown(t.content)
-        if t.role == "assistant":
-            if t.error:
-                st.error(appstate.error_message(t.routing) if t.routing else t.error, icon=":material/error:")
-            if t.routing:
-                routing_card(t.routing, i)
+            st.markdown(appstate.markdown_safe(t.content))
+        if t.routing:
+            routing_card(t.routing, i)
+        elif t.error:
+            st.error(t.error, icon=":material/error:")
 
 picked = None
 welcome = st.empty()
@@ -165,46 +163,47 @@ if not turns:
         st.markdown(
             "Each reply shows how it was routed: tier, endpoint, model, complexity score and what "
             "added to it, estimated and actual cost, tokens, latency and the reason. "
-            "Short questions stay on the serverless tier; long or complex ones go to a dedicated GPU."
+            "Short questions stay on the serverless tier; long or complex ones go to a dedicated GPU. "
+            "Try one of these, routed with this session's settings:"
         )
-        row = st.container(horizontal=True, gap="small")
-        for j, s in enumerate(SUGGESTIONS):
-            if row.button(s, key=f"pg_suggest_{j}", icon=":material/lightbulb:"):
-                picked = s
+        columns = st.columns(len(appstate.SUGGESTIONS))
+        for j, (col, s) in enumerate(zip(columns, appstate.SUGGESTIONS, strict=True)):
+            d = predicted(s.prompt)
+            with col.container(border=True, key=f"pg_suggestion_{j}", height="stretch"):
+                dedicated = d is not None and d.tier == Tier.DEDICATED
+                st.badge(
+                    appstate.route_label(d),
+                    icon=":material/memory:" if dedicated else ":material/cloud:",
+                    color="violet" if dedicated else "blue",
+                )
+                st.markdown(f"**{s.title}**  \n{appstate.markdown_safe(s.prompt)}")
+                if st.button("Send", key=f"pg_suggest_{j}", icon=":material/send:", disabled=controls is None):
+                    picked = s.prompt
 
-prompt = st.chat_input("Message Sophia…", key="pg_input", max_chars=200_000) or picked
+typed = st.chat_input("Message Sophia…", key="pg_input", max_chars=200_000, disabled=controls is None)
+prompt = typed or picked
 if prompt is not None and not prompt.strip():
     st.toast("Type a message first: an empty one is not sent.", icon=":material/edit:")
     prompt = None
-if prompt:
+if prompt and controls is not None:
     welcome.empty()
     turns.append(Turn("user", prompt))
     with st.chat_message("user"):
-        st.markdown(prompt)
-    req = ChatRequest(
-        messages=appstate.prompt_messages(turns),
-        max_tokens=int(max_tokens) if max_tokens is not None else None,
-        force_tier=tier if tier != AUTO else None,
-        force_model=model if model != AUTO else None,
-        source=Source.PLAYGROUND,
-    )
+        st.markdown(appstate.markdown_safe(prompt))
     with st.chat_message("assistant"):
         try:
-            handle = rt.router.stream(req, session_cfg)
+            handle = rt.router.stream(request(appstate.prompt_messages(turns)), session_cfg)
         except (RequestError, ValueError) as e:
             msg = f"This request cannot be routed: {e}"
             st.error(msg, icon=":material/error:")
             turns.append(Turn("assistant", "", error=msg))
         else:
-            text = st.write_stream(handle.texts())
+            parts: list[str] = []
+            st.write_stream(appstate.shown(handle.texts(), parts))
             res = handle.result
             card = views.routing_card(res, session_cfg)
-            reply = text if isinstance(text, str) else "".join(map(str, text or []))
-            error = None if res.ok else (res.error or res.status)
-            if error:
-                st.error(appstate.error_message(card), icon=":material/error:")
-                st.caption("The request is recorded in the log with its error.")
             routing_card(card, len(turns))
-            turns.append(Turn("assistant", reply, routing=card, error=error))
+            error = None if res.ok else res.error or res.status
+            turns.append(Turn("assistant", "".join(parts), routing=card, error=error))
     if picked:
         st.rerun()

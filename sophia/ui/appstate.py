@@ -7,16 +7,19 @@ without a browser.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sophia.config import Config
+from sophia.config import Config, RoutingSettings
 from sophia.money import pricing
-from sophia.vocab import Capability, Status, Tier
+from sophia.routing.features import MAX_TOKENS_LIMIT
+from sophia.routing.policy import Decision
+from sophia.vocab import Capability, Status, Tier, words
 
 # --- time ranges ------------------------------------------------------------------------
 
@@ -76,17 +79,37 @@ def prompt_messages(turns: Sequence[Turn]) -> list[dict]:
     return [{"role": t.role, "content": t.content} for t in turns if t.error is None and t.content]
 
 
+def _routing_range(name: str, fallback_hi: float) -> tuple[float, float]:
+    """A routing setting's allowed range, as the configuration's own rule for it declares."""
+    rule = next(f.metadata["rule"] for f in fields(RoutingSettings) if f.name == name)
+    return float(rule.lo), float(rule.hi if rule.hi is not None else fallback_hi)
+
+
+COMPLEXITY_RANGE = _routing_range("complexity_threshold", 1.0)
+COST_RANGE = _routing_range("cost_threshold_usd", 10_000.0)
+MAX_TOKENS_RANGE = (1, MAX_TOKENS_LIMIT)
+
+
+def _number(v: object) -> bool:
+    """A finite number that is not a boolean."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def session_config(cfg: Config, complexity_threshold: float | None, cost_threshold_usd: float | None) -> Config:
     """The configuration with this session's thresholds (validated like the file's)."""
     changes: dict[str, float] = {}
     if complexity_threshold is not None:
-        if not 0 <= complexity_threshold <= 1:
-            raise ValueError(f"complexity threshold {complexity_threshold} is not allowed: expected 0 to 1")
+        lo, hi = COMPLEXITY_RANGE
+        if not (_number(complexity_threshold) and lo <= complexity_threshold <= hi):
+            raise ValueError(f"complexity threshold {complexity_threshold!r} is not allowed: expected {lo:g} to {hi:g}")
         if complexity_threshold != cfg.routing.complexity_threshold:
             changes["complexity_threshold"] = float(complexity_threshold)
     if cost_threshold_usd is not None:
-        if cost_threshold_usd < 0:
-            raise ValueError(f"cost threshold {cost_threshold_usd} is not allowed: expected a price >= 0")
+        lo, hi = COST_RANGE
+        if not (_number(cost_threshold_usd) and lo <= cost_threshold_usd <= hi):
+            raise ValueError(
+                f"cost threshold {cost_threshold_usd!r} is not allowed: expected a price >= {lo:g} and <= {hi:,.0f} USD"
+            )
         if cost_threshold_usd != cfg.routing.cost_threshold_usd:
             changes["cost_threshold_usd"] = float(cost_threshold_usd)
     return cfg.with_routing(**changes) if changes else cfg
@@ -116,6 +139,177 @@ def error_message(card: Mapping[str, Any]) -> str:
     if status == Status.CANCELLED:
         return "The reply was interrupted before it ended; what arrived is kept."
     return f"The request failed: {err}"
+
+
+def markdown_safe(text: str) -> str:
+    """Text as Markdown shows it literally: a `$` would otherwise start LaTeX ("$5 and $10")."""
+    return text.replace("$", "\\$")
+
+
+def shown(texts: Iterable[str], into: list[str]) -> Iterator[str]:
+    """A reply's text as it streams, made Markdown-safe for display; the raw text goes to `into`."""
+    for t in texts:
+        into.append(t)
+        yield markdown_safe(t)
+
+
+# --- the playground's controls ------------------------------------------------------------
+
+AUTO = "Auto"  # the tier or model choice that lets the policy decide
+TIER, MODEL, MAX_TOKENS, COMPLEXITY, COST = "pg_tier", "pg_model", "pg_max_tokens", "pg_complexity", "pg_cost"
+
+
+@dataclass(frozen=True)
+class Controls:
+    """This session's playground settings, checked: what the router is given."""
+
+    tier: str | None  # None: the policy decides
+    model: str | None
+    max_tokens: int | None  # None: the configuration's default
+    complexity_threshold: float
+    cost_threshold_usd: float
+
+    def forced(self) -> bool:
+        return self.tier is not None or self.model is not None or self.max_tokens is not None
+
+
+def control_defaults(cfg: Config) -> dict[str, Any]:
+    """Every control of the playground at its default (session-state key -> value)."""
+    return {
+        TIER: AUTO,
+        MODEL: AUTO,
+        MAX_TOKENS: None,
+        COMPLEXITY: cfg.routing.complexity_threshold,
+        COST: cfg.routing.cost_threshold_usd,
+    }
+
+
+def max_tokens_help(cfg: Config) -> str:
+    lo, hi = MAX_TOKENS_RANGE
+    return (
+        f"A whole number from {lo:,} to {hi:,}; empty: the configuration's default "
+        f"({cfg.routing.default_max_tokens:,}). Over {cfg.scorer.max_tokens_over:,} adds "
+        f"{cfg.scorer.max_tokens_weight:g} to the complexity score."
+    )
+
+
+def complexity_help(cfg: Config) -> str:
+    lo, hi = COMPLEXITY_RANGE
+    return (
+        f"From {lo:g} to {hi:g} (the configuration: {cfg.routing.complexity_threshold:.2f}). "
+        "Scores above it go to a dedicated GPU (high-complexity)."
+    )
+
+
+def cost_help(cfg: Config) -> str:
+    lo, hi = COST_RANGE
+    return (
+        f"USD, from ${lo:,.0f} to ${hi:,.0f} (the configuration: {usd(cfg.routing.cost_threshold_usd)}). "
+        "An estimated serverless cost above it goes to a dedicated GPU (cost-optimization)."
+    )
+
+
+def _check_max_tokens(v: object, cfg: Config) -> int | None:
+    if v is None:
+        return None
+    lo, hi = MAX_TOKENS_RANGE
+    if not (_number(v) and v == int(v) and lo <= v <= hi):
+        raise ValueError(
+            f"max_tokens {v!r} is not allowed: expected a whole number from {lo:,} to {hi:,}, "
+            f"or empty for the default ({cfg.routing.default_max_tokens:,})"
+        )
+    return int(v)
+
+
+def _check_threshold(v: object, cfg: Config, key: str) -> float:
+    """A session threshold, checked by the same rule as `session_config` (None is not one)."""
+    if v is None:
+        raise ValueError(f"{'complexity' if key == COMPLEXITY else 'cost'} threshold is empty: expected a number")
+    if key == COMPLEXITY:
+        session_config(cfg, v, None)
+    else:
+        session_config(cfg, None, v)
+    return float(v)
+
+
+def _check_choice(v: object, options: Sequence[str], what: str) -> str | None:
+    if v not in options:
+        raise ValueError(f"{what} {v!r} is not one of: {', '.join(options)}")
+    return None if v == AUTO else str(v)
+
+
+def tier_options() -> list[str]:
+    return [AUTO, *words(Tier)]
+
+
+def model_options(cfg: Config) -> list[str]:
+    return [AUTO, *model_choices(cfg)]
+
+
+def _checks(cfg: Config) -> dict[str, Any]:
+    tiers, models = tier_options(), model_options(cfg)
+    return {
+        TIER: lambda v: _check_choice(v, tiers, "tier"),
+        MODEL: lambda v: _check_choice(v, models, "model"),
+        MAX_TOKENS: lambda v: _check_max_tokens(v, cfg),
+        COMPLEXITY: lambda v: _check_threshold(v, cfg, COMPLEXITY),
+        COST: lambda v: _check_threshold(v, cfg, COST),
+    }
+
+
+def repair_controls(state: MutableMapping[str, Any], cfg: Config) -> list[str]:
+    """Put every control whose value cannot be used (not a number, out of range, no longer a
+    choice) back to its default, before the widgets are drawn; what was wrong, one line each."""
+    defaults, problems = control_defaults(cfg), []
+    for key, check in _checks(cfg).items():
+        if key not in state:
+            state[key] = defaults[key]
+            continue
+        try:
+            check(state[key])
+        except (ValueError, TypeError) as e:
+            problems.append(f"{e}; it is back to its default")
+            state[key] = defaults[key]
+    return problems
+
+
+def read_controls(values: Mapping[str, Any], cfg: Config) -> Controls:
+    """The controls' values, checked; ValueError with a one-line message when one cannot be used."""
+    checks = _checks(cfg)
+    tier, model = checks[TIER](values[TIER]), checks[MODEL](values[MODEL])
+    max_tokens = checks[MAX_TOKENS](values[MAX_TOKENS])
+    complexity, cost = checks[COMPLEXITY](values[COMPLEXITY]), checks[COST](values[COST])
+    if tier and model:
+        served_by = cfg.endpoint_for_model(model).tier
+        if served_by != tier:
+            raise ValueError(
+                f"model {model} is served by the {served_by} tier, not {tier}: set Tier to Auto or {served_by}, "
+                "or pick a model of that tier"
+            )
+    return Controls(tier, model, max_tokens, complexity, cost)
+
+
+# --- the playground's suggestions -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    title: str  # what the prompt shows about routing
+    prompt: str
+
+
+SUGGESTIONS = (
+    Suggestion("A short question", "What is the capital of Australia?"),
+    Suggestion("Keywords add to the score", "Analyze the quarterly sales figures and generate a report."),
+    Suggestion("High complexity", "Remember the context of this session and analyze the training data."),
+)
+
+
+def route_label(d: Decision | None) -> str:
+    """Where a request goes, in a few words: 'dedicated · high-complexity · score 0.80'."""
+    if d is None:
+        return "cannot be routed with these settings"
+    return f"{d.tier} · {d.reason} · score {d.complexity:.2f}"
 
 
 # --- the sidebar and the endpoints page ---------------------------------------------------
