@@ -41,7 +41,7 @@ def test_azure_with_bad_rows(tmp_path, db):
         "2023-11-16 18:15:50.0,4000,2000\n"
     )
     r = importers.import_file(db, CFG, p, "azure")
-    assert (r.imported, r.skipped, r.source) == (2, 4, "trace")
+    assert (r.imported, r.skipped, r.source) == (2, 4, "trace-csv")
     assert [ln for ln, _ in r.problems] == [3, 4, 5, 6]
     reasons = dict(r.problems)
     assert "not an ISO 8601 time" in reasons[3] and "ContextTokens '-5'" in reasons[4]
@@ -52,7 +52,7 @@ def test_azure_with_bad_rows(tmp_path, db):
         "FROM requests ORDER BY ts",
     )
     assert got[0][0] == datetime(2023, 11, 16, 18, 15, 46, 680590)
-    assert got[0][1:] == (374, 44, 4 * 374, 44, [], "trace")
+    assert got[0][1:] == (374, 44, 4 * 374, 44, [], "trace-csv")
     assert got[1][1:3] == (4000, 2000)
     # token-only: 16,000 chars (+0.3) and max_tokens 2,000 (+0.3) = 0.6 -> serverless under default
     assert rows(db, "SELECT tier, complexity FROM requests WHERE prompt_tokens = 4000") == [("serverless", 0.6)]
@@ -73,7 +73,7 @@ def test_second_import_adds_nothing(tmp_path, db):
     [
         ("", "is empty"),
         ("   \n\n", "is empty"),
-        ("a,b,c\n1,2,3\n", "not in the file's header"),
+        ("a,b,c\n1,2,3\n", "does not fit --format azure"),
         ("TIMESTAMP,ContextTokens,GeneratedTokens\nx,y,z\n", "no row of"),
     ],
 )
@@ -176,7 +176,7 @@ def test_real_azure_traces(db):
             for line in f:
                 _, a, b = line.strip().split(",")
                 n, ptok, ctok = n + 1, ptok + int(a), ctok + int(b)
-        expect[name] = (n, ptok, ctok)
+        expect[f"{name}-csv"] = (n, ptok, ctok)
         r = importers.import_file(db, CFG, path, "azure")
         assert (r.imported, r.skipped) == (n, 0)
     got = {
@@ -186,7 +186,7 @@ def test_real_azure_traces(db):
         )
     }
     assert got == expect
-    assert expect["azure_llm_2023_conv"][0] == 19_366 and expect["azure_llm_2023_code"][0] == 8_819
+    assert expect["azure_llm_2023_conv-csv"][0] == 19_366 and expect["azure_llm_2023_code-csv"][0] == 8_819
 
 
 def test_labels_without_quotes_take_the_fast_reader(tmp_path, db):

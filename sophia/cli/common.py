@@ -1,4 +1,7 @@
-"""What every command shares: the one-line usage error, database-wait progress and output."""
+"""What every command shares: the one-line usage error, database-wait progress and output.
+
+Kept free of heavy imports: the parser and every command import it before any work.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-
-from sophia.log.db import default_path
 
 
 class CLIError(Exception):
@@ -35,6 +36,8 @@ def out(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def need_db(args: argparse.Namespace) -> str:
     """The database path, which must already exist for commands that only read."""
+    from sophia.log.db import default_path  # duckdb and pyarrow: only for commands that use the log
+
     path = opt(args, "db") or default_path()
     if path != ":memory:" and not Path(path).exists():
         raise CLIError(

@@ -1,4 +1,8 @@
-"""Commands about single requests and the log as a whole: route, chat, stats, demo."""
+"""Commands about single requests and the log as a whole: route, chat, stats, demo.
+
+Each command imports what it uses when it runs: `sophia route` must not pay for the log's
+analytics, the runtime or the demo generator (pandas, pyarrow) at start-up.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,28 @@ from pathlib import Path
 
 from sophia import config as config_mod
 from sophia.cli.common import need_db, opt, out, progress
-from sophia.ingest import demo
-from sophia.log import analytics, stats, versions
-from sophia.log.db import Database, default_path
-from sophia.routing import views as reference
-from sophia.routing.result import ChatRequest
-from sophia.routing.router import Router
-from sophia.runtime import Runtime
 from sophia.vocab import Source
 
 
+def breakdown_text(breakdown: dict[str, float]) -> str:
+    """The parts of a complexity score that added something, largest first, for a person to read."""
+    parts = sorted(((k, v) for k, v in breakdown.items() if v), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} +{v:.2f}" for k, v in parts) if parts else "no part added anything"
+
+
+def latency_text(p50: float | None, p95: float | None) -> str:
+    """Percentiles of successful requests; none when no request of the selection succeeded."""
+    if p50 is None or p95 is None:
+        return "— (no successful request to measure)"
+    return f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms"
+
+
 def cmd_route(args: argparse.Namespace) -> int:
+    from sophia.log import versions
+    from sophia.log.db import Database, default_path
+    from sophia.routing.result import ChatRequest
+    from sophia.routing.router import Router
+
     cfg = config_mod.load(opt(args, "config"))
     path = opt(args, "db") or default_path()
     if path != ":memory:" and Path(path).exists():  # the policy version live routing uses now
@@ -34,7 +49,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     lines = [
         f"{d.tier} · {d.endpoint} · {d.model}",
         f"reason: {d.reason}",
-        f"complexity: {d.complexity:.2f} (" + ", ".join(f"{k} +{v:g}" for k, v in d.breakdown.items() if v) + ")",
+        f"complexity: {d.complexity:.2f} ({breakdown_text(d.breakdown)})",
         f"estimated serverless cost: ${d.estimated_cost_usd:.6f}",
     ]
     out(args, d.as_dict(), "\n".join(lines))
@@ -42,6 +57,10 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from sophia.routing import views as reference
+    from sophia.routing.result import ChatRequest
+    from sophia.runtime import Runtime
+
     rt = Runtime.open(opt(args, "config"), opt(args, "db"), on_wait=progress)
     try:
         req = ChatRequest(
@@ -73,6 +92,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from sophia.log import stats
+    from sophia.log.db import Database
+
     cfg = config_mod.load(opt(args, "config"))
     db = Database(need_db(args))
     with db.cursor(on_wait=progress) as cur:
@@ -90,13 +112,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"savings           ${data['cost_savings_usd']:,.4f} ({data['cost_savings_percentage']}%) against all on "
         f"{cfg.routing.premium_model}",
         f"errors            {data['error_requests']:,}; failovers {data['failover_requests']:,}",
-        f"latency           p50 {data['latency_p50_ms']} ms, p95 {data['latency_p95_ms']} ms",
+        "latency           " + latency_text(data["latency_p50_ms"], data["latency_p95_ms"]),
     ]
     out(args, data, "\n".join(lines))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from sophia.ingest import demo
+    from sophia.log import analytics, versions
+    from sophia.log.db import Database
+
     cfg = config_mod.load(opt(args, "config"))
     db = Database(opt(args, "db"))
     try:
@@ -117,6 +143,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out(
         args,
         {"written": n, "source": Source.DEMO, "days": args.days, "db": db.path},
-        f"wrote {n:,} demo requests over {args.days} days into {db.path} (source 'demo')",
+        demo.summary(n, args.requests, args.seed, args.days, db.path),
     )
     return 0

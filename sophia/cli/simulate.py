@@ -1,4 +1,9 @@
-"""`sophia simulate`: a fleet over logged, imported or synthetic traffic."""
+"""`sophia simulate`: a fleet over logged, imported or synthetic traffic.
+
+Every number is checked against its range (`sophia.sim.limits.RANGES`) and the run's work is
+estimated before any is done. With --optimize, the fleet given (--gpus, or the configured one) is
+still the one simulated and reported; the optimizer's answer comes beside it, with the range searched.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ def cmd_simulate(args) -> int:
         slo_ms=args.slo_ms,
         policy=args.policy,
         optimize=args.optimize,
+        max_gpus=getattr(args, "max_gpus", None),  # the optimizer's range, where the parser offers --max-gpus
     )
     cfg = config_mod.load(_opt(args, "config"))
     path = _opt(args, "db") or default_path()

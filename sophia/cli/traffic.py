@@ -1,4 +1,7 @@
-"""Commands over whole traffic: import a file, replay the log, export it as CSV."""
+"""Commands over whole traffic: import a file, replay the log, export it as CSV.
+
+Each exits quietly when its standard output is closed early (`sophia export requests | head`).
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,14 @@ SHOWN_PROBLEMS = 50  # bad rows listed on the terminal; --json lists them all
 def _exclusions(path: str | None) -> set[str]:
     if not path:
         return set()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CLIError(f"--exclude {path} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CLIError(f"--exclude {path} cannot be read ({getattr(e, 'strerror', None) or e})") from None
     prompts = set()
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 obj = json.loads(line)
@@ -43,6 +52,11 @@ def _print_problems(report: importers.ImportReport) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    exclude = _exclusions(args.exclude)
+    try:  # before the database is opened: a wrong format is a usage error (exit 2)
+        importers.check_format(args.path, args.format)
+    except importers.WrongFormat as e:
+        raise CLIError(str(e)) from None
     cfg = config_mod.load(opt(args, "config"))
     db = Database(opt(args, "db"))
     mapping = importers.Mapping(
@@ -71,10 +85,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             args.format,
             source=args.source,
             mapping=mapping,
-            exclude_prompts=_exclusions(args.exclude),
+            exclude_prompts=exclude,
             policy_version=version,
             progress=bar,
+            shift_to=opt(args, "shift_to"),
         )
+    except importers.WrongFormat as e:  # the file changed since the check above
+        raise CLIError(str(e)) from None
     finally:
         db.close()
     if opt(args, "json"):
@@ -158,6 +175,28 @@ def _print_replay(args: argparse.Namespace, r: dict) -> None:
 # --- export -------------------------------------------------------------------------------
 
 
+def _out_file(arg: str | None) -> Path | None:
+    """The --out file, checked before any work: its folder must exist (it is not created, so
+    that a mistyped path does not leave folders behind)."""
+    if not arg:
+        return None
+    path = Path(arg)
+    folder = path.parent
+    if path.is_dir():
+        raise CLIError(f"--out {arg} is a folder: give a file name inside it")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise CLIError(f"--out {arg}: the folder {folder} {what}; create it first (mkdir -p {folder})")
+    return path
+
+
+def _open_out(path: Path, mode: str):
+    try:
+        return open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    except OSError as e:
+        raise CLIError(f"--out {path} cannot be written ({e.strerror or e})") from None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     if args.export_what == "requests":
         return _export_requests(args)
@@ -167,6 +206,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_spend(args: argparse.Namespace) -> int:
+    target = _out_file(args.out)
     cfg = config_mod.load(opt(args, "config"))
     alert_settings = cfg.alerts
     groups = [g.strip() for item in args.group for g in item.split(",") if g.strip()]
@@ -177,8 +217,9 @@ def _export_spend(args: argparse.Namespace) -> int:
     finally:
         db.close()
     text = spend.to_csv(df)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+    if target is not None:
+        with _open_out(target, "w") as fh:
+            fh.write(text)
         print(f"wrote {len(df):,} rows to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -189,14 +230,15 @@ def _export_requests(args: argparse.Namespace) -> int:
     """Every selected row, streamed batch by batch (no row limit), cells inert, no secrets."""
     from sophia.log import analytics, export
 
+    target = _out_file(args.out)
     cfg = config_mod.load(opt(args, "config"))
     f = analytics.Filters(start=args.since, end=args.until, source=tuple(args.source)).validate()
     db = Database(need_db(args))
     try:
         secrets = export.secret_values(cfg, config_mod.load_secrets())
         with db.cursor(on_wait=progress) as cur:
-            if args.out:
-                with open(args.out, "wb") as fh:
+            if target is not None:
+                with _open_out(target, "wb") as fh:
                     n = export.write_csv(cur, f, fh, secrets=secrets)
                 print(f"wrote {n:,} bytes to {args.out}", file=sys.stderr)
             else:

@@ -3,17 +3,23 @@
 Arrivals follow a daily and weekly rhythm; prompts are drawn from templates (with and
 without the scorer's keywords) padded to log-normal lengths; a few requests fail over or
 fail. Everything is vectorized, so a million rows take seconds.
+
+Request ids depend on the seed and the row's index alone, so writing the same seed's traffic
+again adds nothing; another seed adds new traffic.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sophia.config import Config
 from sophia.ingest import records as bulk
+from sophia.log import append as log_append
 from sophia.log.db import Database
 from sophia.money import pricing
 from sophia.routing import features, policy
@@ -40,12 +46,15 @@ MAX_TOKENS = np.array([64, 128, 256, 512, 1024, 2048, 4096])
 MAX_TOKENS_P = np.array([0.08, 0.2, 0.25, 0.27, 0.12, 0.06, 0.02])
 HOURLY = np.array([2, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 11, 12, 12, 11, 9, 7, 6, 5, 4, 3, 2], dtype=float)
 WEEKDAY = np.array([1.0, 1.05, 1.05, 1.0, 0.95, 0.45, 0.4])
+# The ranges of `sophia demo`'s options (a million rows take seconds and about a GB).
+MAX_REQUESTS = 1_000_000
+MAX_DAYS = 3_650
+MAX_SEED = 2**32 - 1
 
 
 def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None = None) -> pa.Table:
     """`n` demo records over the `days` days before `end` (default now, UTC)."""
-    if n < 1 or days < 1:
-        raise ValueError("demo needs --requests >= 1 and --days >= 1")
+    check(n, days, seed)
     rng = np.random.default_rng(seed)
     end = end or datetime.now(UTC).replace(tzinfo=None)
     start = end - timedelta(days=days)
@@ -103,10 +112,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     ttft = np.array([cfg.endpoint(e).simulation.ttft_ms for e in endpoint]) * rng.normal(1, 0.15, n).clip(0.3)
     latency = np.maximum(latency, ttft)
     breakdowns = bulk.breakdowns(chars, max_tokens, counts, cfg)
-    # Request ids: deterministic under the seed and the end time, so two runs never collide.
-    salt = np.random.default_rng([seed, int(np.datetime64(end, "s").astype(np.int64))])
-    raw = salt.bytes(16 * n)
-    ids = [raw[i : i + 16].hex() for i in range(0, 16 * n, 16)]
+    ids = request_ids(seed, n)
     cols = {
         "request_id": ids,
         "ts": ts,
@@ -144,6 +150,43 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     return bulk.to_table(cols, n)
 
 
+def check(n: int, days: int, seed: int) -> None:
+    """The documented ranges, in one line for the first value outside its range."""
+    for name, v, hi in (("--requests", n, MAX_REQUESTS), ("--days", days, MAX_DAYS)):
+        if not 1 <= v <= hi:
+            raise ValueError(f"demo {name} {v} is not allowed: expected a whole number from 1 to {hi:,}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"demo --seed {seed} is not allowed: expected a whole number from 0 to {MAX_SEED:,}")
+
+
+def request_ids(seed: int, n: int) -> list[str]:
+    """32 hex digits each, a function of the seed and the row's index alone: the same seed gives
+    the same ids whatever the other options and the time of the run. The index goes through a
+    bijective 64-bit mix under two keys of the seed, so ids are distinct and look random."""
+    keys = np.frombuffer(hashlib.sha256(f"sophia-demo-seed-{seed}".encode()).digest()[:16], dtype=">u8")
+    index = np.arange(n, dtype=np.uint64)
+    words = np.stack([_mix(index + np.uint64(k)) for k in keys], axis=1)
+    raw = words.astype(">u8").tobytes().hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer, a bijection of 64-bit words (arithmetic wraps)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def summary(written: int, requested: int, seed: int, days: int, where: str) -> str:
+    """What a run of `sophia demo` did, saying so when the seed's traffic was already logged."""
+    if written == 0:
+        return f"the demo traffic of seed {seed} is already in {where}: nothing added (another --seed adds new traffic)"
+    s = f"wrote {written:,} demo requests over {days} days into {where} (source '{Source.DEMO}')"
+    if written < requested:
+        s += f"; {requested - written:,} of seed {seed}'s requests were already in the log"
+    return s
+
+
 def write(db: Database, table: pa.Table, policy_version: int | None = None) -> int:
     """Append a whole table in one statement: the bulk path."""
     if policy_version is not None:
@@ -152,4 +195,22 @@ def write(db: Database, table: pa.Table, policy_version: int | None = None) -> i
             "policy_version",
             pa.array(np.full(table.num_rows, policy_version), type=pa.int32()),
         )
-    return bulk.write(db, table)
+    with db.cursor() as cur:
+        table = _unlogged(cur, table)
+        return log_append.append(cur, table) if table.num_rows else 0
+
+
+def _unlogged(cur, table: pa.Table) -> pa.Table:
+    """The rows whose id the log does not hold. A seed's requests come again with other times
+    (the traffic ends now), and the log's own check looks only within the batch's time span."""
+    cur.register("_demo_ids", table.select(["request_id"]))
+    try:
+        held = cur.execute(
+            "SELECT request_id FROM requests WHERE source = ? AND request_id IN (SELECT request_id FROM _demo_ids)",
+            [Source.DEMO.value],
+        ).fetchnumpy()["request_id"]
+    finally:
+        cur.unregister("_demo_ids")
+    if len(held) == 0:
+        return table
+    return table.filter(pc.invert(pc.is_in(table["request_id"], value_set=pa.array(held, pa.string()))))

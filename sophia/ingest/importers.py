@@ -1,7 +1,15 @@
 """Import existing traffic into the log: Azure traces, mapped CSV/JSONL, OpenAI logs, labelled sets.
 
-Each file becomes its own source. A file is identified by its SHA-256, so importing it twice
-adds nothing. Every bad row is reported with its line number and reason; the good rows are
+Each file becomes its own source, named (unless `--source` says otherwise) by the file's name
+with the dot before its extension made a hyphen: `calls.csv` → `calls-csv`, `calls.jsonl` →
+`calls-jsonl` (a name without an extension takes the format: `calls` → `calls-csv`). When
+another file already holds that source, `-2`, `-3`, … is appended (`calls-csv-2`). A file is
+identified by its SHA-256, so importing it again adds nothing and keeps its source.
+
+The format is checked against what the file looks like before anything else, and a trace
+can be moved in time: `start` puts its first request, `shift_to` its last, at an instant.
+
+Every bad row is reported with its line number and reason; the good rows are
 imported. Token-only rows are featurized as 4 characters a token with `max_tokens` = the
 recorded completion tokens; rows with text are scored like live requests. Features are what
 the decision sees; actual tokens are what costs are computed from.
@@ -26,10 +34,11 @@ import pyarrow.compute as pc
 
 from sophia.config import Config
 from sophia.ingest import records as bulk
+from sophia.ingest import shape
 from sophia.ingest.columns import Parsed
 from sophia.ingest.labels import LabelsReader
 from sophia.ingest.openai_log import OpenAIReader
-from sophia.ingest.readers import MAX_FIELD, ImportFailed, Problems, read_text
+from sophia.ingest.readers import HEAD_BYTES, MAX_FIELD, ImportFailed, Problems, read_text
 from sophia.ingest.tabular import AzureReader, CsvReader, JsonlReader, Mapping
 from sophia.log import imports as imports_log
 from sophia.log.db import Database
@@ -44,10 +53,15 @@ __all__ = [
     "ImportFailed",
     "ImportReport",
     "Mapping",
+    "WrongFormat",
+    "check_format",
+    "default_source",
     "digest",
     "import_file",
     "tier_models",
 ]
+
+WrongFormat = shape.WrongFormat
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +145,14 @@ def reader_for(fmt: str, cfg: Config, mapping: Mapping, now: datetime, exclude: 
 # --- the whole import ---------------------------------------------------------------------
 
 
+def check_format(path: str | Path, fmt: str) -> None:
+    """The checks of `import_file` that need no database, on the file's first megabyte: it
+    exists, is not empty and looks like `fmt` (else WrongFormat)."""
+    if fmt not in FORMATS:
+        raise ImportFailed(f"--format {fmt!r} is not known: expected one of {', '.join(FORMATS)}")
+    shape.check(path, fmt, read_text(Path(path), HEAD_BYTES))
+
+
 def import_file(
     db: Database,
     cfg: Config,
@@ -143,11 +165,18 @@ def import_file(
     policy_version: int | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    shift_to: datetime | None = None,
 ) -> ImportReport:
+    """Import one file. `mapping.start` puts the first request at that time, `shift_to` the
+    last one (for numeric and ISO times alike); without either, numeric times end now."""
     if fmt not in FORMATS:
         raise ImportFailed(f"--format {fmt!r} is not known: expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    source = _check_source(source or path.stem)
+    if source is not None:
+        _check_source(source)
+    mapping = mapping or Mapping()
+    if mapping.start is not None and shift_to is not None:
+        raise ImportFailed("give --start (the first request's time) or --shift-to (the last one's), not both")
     now = now or datetime.now(UTC).replace(tzinfo=None)
 
     def say(frac: float, msg: str) -> None:
@@ -157,16 +186,19 @@ def import_file(
 
     say(0.0, f"reading {path.name}")
     text = read_text(path)
-    report = ImportReport(str(path), fmt, source, import_id=digest(path))
+    shape.check(path, fmt, text)  # before the duplicate check: a wrong format is always said
+    report = ImportReport(str(path), fmt, source or "", import_id=digest(path))
     if _already_imported(db, report):
         logger.info("%s was already imported as source %r", path, report.source)
         return report
+    report.source = _free_source(db, path, fmt, source)
     problems: Problems = []
-    reader = reader_for(fmt, cfg, mapping or Mapping(), now, exclude_prompts or set())
+    reader = reader_for(fmt, cfg, mapping, now, exclude_prompts or set())
     parsed = reader.read(text, problems)
     del text
+    _shift(parsed, mapping.start, shift_to)
     say(0.4, f"read {len(parsed.lines):,} rows")
-    table, labels = _records(parsed, cfg, source, report.import_id, policy_version)
+    table, labels = _records(parsed, cfg, report.source, report.import_id, policy_version)
     say(0.7, f"writing {table.num_rows:,} requests")
     _fill_report(report, table, parsed, problems)
     _store(db, report, table, labels, now)
@@ -179,6 +211,48 @@ def _check_source(source: str) -> str:
     if not source.strip() or source in _RESERVED_SOURCES:
         raise ImportFailed(f"source {source!r} is not allowed: it must name the import, not a live source")
     return source
+
+
+def default_source(path: Path, fmt: str) -> str:
+    """`calls.csv` → `calls-csv`; a name without an extension takes the format."""
+    ext = path.suffix[1:].lower() or fmt
+    return f"{path.stem}-{ext}"
+
+
+def _free_source(db: Database, path: Path, fmt: str, asked: str | None) -> str:
+    """A source no other file holds: the one asked for, or the default with a numeric suffix."""
+    with db.cursor() as cur:
+        taken = {r[0] for r in cur.execute("SELECT DISTINCT source FROM imports").fetchall()}
+    if asked is not None:
+        if asked in taken:
+            raise ImportFailed(
+                f"source {asked!r} already holds another imported file: choose another --source "
+                f"(or leave it out for {_numbered(default_source(path, fmt), taken)!r})"
+            )
+        return asked
+    return _check_source(_numbered(default_source(path, fmt), taken))
+
+
+def _numbered(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name}-{k}" in taken:
+        k += 1
+    return f"{name}-{k}"
+
+
+def _shift(parsed: Parsed, start: datetime | None, last: datetime | None) -> None:
+    """Move every time by one offset: the first request to `start`, or the last to `last`."""
+    good = ~parsed.bad
+    if not good.any() or (start is None and last is None):
+        return
+    ts = parsed.ts.astype("datetime64[us]")
+    if last is not None:
+        delta = np.datetime64(last, "us") - ts[good].max()
+    else:
+        delta = np.datetime64(start, "us") - ts[good].min()
+    parsed.ts = ts + delta
 
 
 def _already_imported(db: Database, report: ImportReport) -> bool:

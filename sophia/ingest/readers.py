@@ -24,13 +24,21 @@ class ImportFailed(ValueError):
     """The file cannot be imported at all (wrong format, empty, unreadable)."""
 
 
-def read_text(path: Path) -> str:
+HEAD_BYTES = 1 << 20  # what is read to tell a file's shape
+
+
+def read_text(path: Path, limit: int | None = None) -> str:
+    """The file's text (its first `limit` bytes when given), or a one-line ImportFailed."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read() if limit is None else f.read(limit)
     except FileNotFoundError:
         raise ImportFailed(f"{path} not found") from None
     except IsADirectoryError:
         raise ImportFailed(f"{path} is a folder, not a file") from None
+    except OSError as e:
+        raise ImportFailed(f"{path} cannot be read ({e.strerror or e})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as spreadsheets write
     if not data.strip():
         raise ImportFailed(f"{path} is empty: nothing to import")
     # Undecodable bytes become lone surrogates, so that only the rows holding them are rejected.

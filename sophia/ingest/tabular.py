@@ -25,7 +25,7 @@ class Mapping:
     prompt_col: str | None = None
     model_col: str | None = None
     latency_col: str | None = None
-    start: datetime | None = None  # numeric times are offsets from here
+    start: datetime | None = None  # the first request's time: numeric offsets count from here, ISO times move
 
     def flags(self) -> dict[str, str | None]:
         return {
