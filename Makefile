@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Seed demo traffic when the log is empty, then start the app on localhost:8501.
+# Seed demo traffic when the log is empty, then start the app on localhost:PORT (1024 to 65535,
+# default 8501: make run PORT=8600). The URL is recorded beside the database, where
+# `sophia serve` finds it for GET /dashboard.
+PORT ?= 8501
 run: setup
+	@case "$(PORT)" in ''|*[!0-9]*) ok=0 ;; *) [ "$(PORT)" -ge 1024 ] && [ "$(PORT)" -le 65535 ] && ok=1 || ok=0 ;; esac; \
+	if [ $$ok = 0 ]; then echo "make run: PORT=$(PORT) is not allowed: expected a port from 1024 to 65535 (default 8501)" >&2; exit 2; fi
 	$(BIN)/sophia demo --if-empty
-	$(BIN)/streamlit run app.py --server.address localhost --server.port 8501 --server.headless true
+	$(BIN)/python -c 'import sys; from sophia.config.server import record_app_url; from sophia.log.db import default_path; record_app_url(default_path(), sys.argv[1])' http://localhost:$(PORT)
+	$(BIN)/streamlit run app.py --server.address localhost --server.port $(PORT) --server.headless true
 
 demo: setup
 	$(BIN)/sophia demo

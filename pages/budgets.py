@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -11,7 +10,7 @@ from sophia.budgets import alerts, spend
 from sophia.budgets import model as bmod
 from sophia.budgets import store as budget_store
 from sophia.config import ConfigError
-from sophia.ui import appstate, charts
+from sophia.ui import appstate, charts, metrics
 from sophia.vocab import LIVE_SOURCES, BudgetAction, Period, Source, Tier, words
 
 common.require_shell()
@@ -63,7 +62,7 @@ for s in snapshot:
         h2.badge(label, color=color)
         st.progress(
             min(s["percent"] / 100, 1.0),
-            text=f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])} ({s['percent']:.0f}%)",
+            text=f"{appstate.usd(s['spent_usd'])} of {appstate.usd(s['amount_usd'])} ({s['percent']:,.0f}%)",
         )
         m = st.columns(4)
         m[0].metric("Metered", appstate.usd(s["metered_usd"]), help="Per-token spend of the requests in scope.")
@@ -97,14 +96,14 @@ st.subheader("Alerts")
 recent = common.read(alerts.recent, 100)
 if recent:
     st.dataframe(
-        pd.DataFrame(recent),
+        metrics.alert_table(recent),
         hide_index=True,
         width="stretch",
         column_config={
             "created_at": st.column_config.DatetimeColumn("raised (UTC)", format="YYYY-MM-DD HH:mm"),
             "period_start": st.column_config.DatetimeColumn("period", format="YYYY-MM-DD"),
-            "spent_usd": st.column_config.NumberColumn(format="$%.2f"),
-            "amount_usd": st.column_config.NumberColumn(format="$%.2f"),
+            "spent_usd": st.column_config.TextColumn("spent"),
+            "amount_usd": st.column_config.TextColumn("limit"),
             "delivered": st.column_config.CheckboxColumn("webhook delivered"),
         },
     )
@@ -128,8 +127,24 @@ with st.form("bud_form", border=True):
     scope = c[1].selectbox("Scope", scopes)
     period = c[2].selectbox("Period", words(Period), index=2)
     c = st.columns(4)
-    amount = c[0].number_input("Amount (USD)", min_value=0.0, value=100.0, step=10.0)
-    soft = c[1].slider("Soft limit", 0.05, 1.0, 0.8, 0.05, help="Past it, serverless requests use the budget model.")
+    # No min/max on the widget: out of range it would silently keep the old value; the range is
+    # checked on saving, with a message.
+    amount = c[0].number_input(
+        "Amount (USD)",
+        value=100.0,
+        step=10.0,
+        format="%.4f",
+        help=f"Spend allowed a period: more than $0, at most {appstate.usd(bmod.MAX_AMOUNT_USD)}.",
+    )
+    soft = c[1].slider(
+        "Soft limit",
+        5,
+        100,
+        80,
+        5,
+        format="%d%%",
+        help="5% to 100% of the amount. Past it, serverless requests use the budget model.",
+    )
     action = c[2].selectbox(
         "At the limit",
         words(BudgetAction),
@@ -148,14 +163,14 @@ if save:
                 "scope": scope,
                 "period": period,
                 "amount_usd": amount,
-                "soft_limit": soft,
+                "soft_limit": soft / 100,
                 "action": action,
                 "sources": sources,
             },
             rt.cfg,
         )
     except ConfigError as e:
-        st.error(f"{e}", icon=":material/error:")
+        st.error(f"Not saved: {e}", icon=":material/error:")
     else:
         v = rt.save_budgets([*[b for b in rt.guard.budgets if b.name != new.name], new], "page", note or None)
         common.flash(

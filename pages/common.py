@@ -6,7 +6,9 @@ Not a page itself (app.py lists the pages). Layout only: the figures come from
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import logging
 import os
 import runpy
 import threading
@@ -19,6 +21,7 @@ from pathlib import Path
 import streamlit as st
 
 from sophia import config
+from sophia.config import server as server_settings
 from sophia.ingest import demo
 from sophia.log import analytics
 from sophia.log.db import DatabaseBusy
@@ -27,6 +30,8 @@ from sophia.routing.router import make_backends
 from sophia.runtime import Runtime
 from sophia.ui import appstate
 from sophia.ui.metrics import Metric
+
+logger = logging.getLogger(__name__)
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 DB_WAIT_S = 10.0  # how long a page waits for a database another process holds
@@ -94,7 +99,34 @@ def _runtime(config_path: str, db_path: str) -> Runtime:
 
 def runtime() -> Runtime:
     """The process's one runtime (router, writer thread, database) for the current settings."""
-    return _runtime(*paths())
+    rt = _runtime(*paths())
+    if not rt.db.memory:
+        _record_url(rt.db.path, served_url())
+    return rt
+
+
+def served_url() -> str:
+    """The URL this Streamlit server answers on, from its own options (address, port, base path)."""
+    host = st.get_option("server.address") or "localhost"
+    if host in ("0.0.0.0", "::"):  # every interface: this machine's browser reaches it on localhost
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if st.get_option("server.sslCertFile") else "http"
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"{scheme}://{host}:{st.get_option('server.port')}" + (f"/{base}" if base else "")
+
+
+@st.cache_resource(show_spinner=False)
+def _record_url(db_path: str, url: str) -> bool:
+    """Once a process: record where this app serves `db_path`, for `sophia serve`'s /dashboard."""
+    try:
+        server_settings.record_app_url(db_path, url)
+    except (OSError, ValueError) as e:  # /dashboard then falls back to server.app_url's default
+        logger.warning("could not record the app's URL beside %s: %s", db_path, e)
+        return False
+    atexit.register(server_settings.forget_app_url, db_path, url)
+    return True
 
 
 def now() -> datetime:

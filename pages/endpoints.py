@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from sophia.ui import appstate, charts
+from sophia.ui import appstate, charts, metrics
 from sophia.vocab import Tier
 
 common.require_shell()
@@ -37,7 +37,7 @@ def endpoint_card(e, s, h: dict) -> None:
         st.badge(e.tier, color="violet" if e.tier == Tier.DEDICATED else "blue")
         if e.simulated:
             st.badge("simulated", icon=":material/science:", color="orange")
-    a, b, c = st.columns(3)
+    a, b, c = st.columns([1, 1, 1.4])  # the latency takes the most digits
     a.metric("Tries", f"{int(s['tries']):,}", help="Requests whose failover path named this endpoint.")
     b.metric(
         "Errors",
@@ -45,10 +45,10 @@ def endpoint_card(e, s, h: dict) -> None:
         help="Tries that failed here (the request moved on, or ended in an error).",
     )
     c.metric(
-        "p95",
-        appstate.ms(s["p95_ms"]) if pd.notna(s["p95_ms"]) else "—",
-        help=f"95th percentile latency of requests it served (p50 {appstate.ms(s['p50_ms'])}, "
-        f"first token p50 {appstate.ms(s['ttft_p50_ms'])}).",
+        "p95 (ms)",  # the unit in the label: "13,202" fits a card where "13,202 ms" would be cut
+        metrics.latency_ms(s["p95_ms"], unit=False),
+        help=f"95th percentile latency of requests it served (p50 {metrics.latency_ms(s['p50_ms'])}, "
+        f"first token p50 {metrics.latency_ms(s['ttft_p50_ms'])}).",
     )
     price = (
         f"{appstate.usd(e.hourly_usd)}/h, {e.throughput_tps:,.0f} tok/s" if e.tier == Tier.DEDICATED else "per token"
@@ -122,11 +122,19 @@ health_panel()
 
 st.subheader("Active configuration")
 info = appstate.app_info(cfg, common.paths()[1])
+masked = appstate.masked_config(cfg)
 st.caption(
     f"From `{info.config_path}`. API keys are never shown: only the variable that holds each key and whether it is set."
 )
-with st.expander("Routing and scorer", icon=":material/tune:", expanded=False):
-    masked = appstate.masked_config(cfg)
-    st.json({k: masked[k] for k in ("routing", "scorer", "failover", "cache", "privacy", "log")}, expanded=2)
-with st.expander("Endpoints and prices", icon=":material/dns:", expanded=False):
-    st.json({k: masked[k] for k in ("endpoints", "models", "fixed_cost_per_hour_usd")}, expanded=2)
+if keys := metrics.key_status(masked):
+    st.caption(keys)
+st.markdown("##### Endpoints")
+st.table(metrics.endpoint_table(masked))
+st.caption(
+    f"Dedicated endpoints cost {appstate.usd(masked['fixed_cost_per_hour_usd'])} an hour together, busy or idle."
+)
+st.markdown("##### Models and prices")
+st.table(metrics.model_table(cfg))
+st.markdown("##### Routing, scorer, failover and cache")
+st.table(metrics.settings_table(masked))
+st.caption("Settings are named as in the configuration file; `_s` is seconds, `_usd` US dollars.")

@@ -22,6 +22,88 @@ common.page_header(
 
 version = common.logged_version("log")
 
+# Cost, latency and tokens right after the time, then the id: all in view on a laptop screen
+# (and time, cost and latency on a phone's); the rest follows in the order a person narrows a
+# request down.
+COLUMN_ORDER = (
+    "ts",
+    "cost_usd",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "request_id",
+    "status",
+    "tier",
+    "model",
+    "endpoint",
+    "reason",
+    "source",
+    "ttft_ms",
+    "complexity",
+    "usage_estimated",
+    "simulated",
+    "error",
+)
+COLUMNS = {
+    "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss", width=150),
+    # Ids are 32 characters: wide enough to read and copy them whole.
+    "request_id": st.column_config.TextColumn("request id", width=255),
+    "cost_usd": st.column_config.NumberColumn(
+        "cost", format="$%.6f", width=95, help="Metered, or the dedicated request's GPU-time share"
+    ),
+    "latency_ms": st.column_config.NumberColumn("latency", format="%.0f ms", width=85),
+    "prompt_tokens": st.column_config.NumberColumn("in tok", format="%d", width=65, help="Prompt tokens"),
+    "completion_tokens": st.column_config.NumberColumn("out tok", format="%d", width=65, help="Completion tokens"),
+    "status": st.column_config.TextColumn("status", width=75),
+    "complexity": st.column_config.NumberColumn("complexity", format="%.2f"),
+    "usage_estimated": st.column_config.CheckboxColumn("est.", help="Token usage estimated, not reported"),
+    "ttft_ms": st.column_config.NumberColumn("first token", format="%.0f ms"),
+    "simulated": st.column_config.CheckboxColumn("sim."),
+}
+
+
+def record_panel(picked_id: str = "") -> None:
+    """Open one request by id: offered whatever the filters match (a pasted id needs no table)."""
+    rid = st.text_input(
+        "Open a request by id",
+        value=picked_id,
+        key=f"log_rid_{picked_id}",
+        placeholder="paste a request id",
+        icon=":material/key:",
+        help="The whole record of one request, whether or not the filters above select it.",
+    ).strip()
+    if not rid:
+        return
+    rec = common.cached("record", version, rid)
+    if rec is None:
+        st.warning(f"No request with id `{rid}` in the log.", icon=":material/search_off:")
+        return
+    with st.container(border=True, key="log_record"):
+        st.markdown(f"#### Request `{rec['request_id']}`")
+        st.caption(
+            f"{rec['ts']:%Y-%m-%d %H:%M:%S} UTC · source {rec['source']} · "
+            f"policy version {rec['policy_version'] if rec['policy_version'] is not None else '—'}"
+        )
+        for col, title, text in zip(
+            st.columns(3), ("Decision inputs", "Decision", "Outcome"), cards.record_sections(rec), strict=True
+        ):
+            col.markdown(f"**{title}**")
+            col.markdown(text)
+        if rec["error"]:
+            st.error(rec["error"], icon=":material/error:")
+        if rec["prompt_text"] is not None or rec["response_text"] is not None:
+            p, r = st.columns(2)
+            p.markdown("**Prompt**")
+            p.text(rec["prompt_text"] or "")
+            r.markdown("**Reply**")
+            r.text(rec["response_text"] or "")
+        else:
+            st.caption(
+                "Prompt and reply text are not stored for this request "
+                f"(privacy.store_prompts = '{cfg.store_prompts}')."
+            )
+
+
 facets = common.cached("facets", version)
 
 # --- filters -----------------------------------------------------------------------------
@@ -50,6 +132,7 @@ try:
     f = Filters(start=start, end=end, text=text or "", **{k: tuple(v) for k, v in chosen.items()}).validate()
 except FilterError as e:
     st.error(str(e), icon=":material/filter_alt_off:")
+    record_panel()
     st.stop()
 
 # The pager's key follows the selection: a new selection starts again at page 1.
@@ -98,6 +181,7 @@ if total == 0:
         "No request matches these filters. Clear some of them or widen the time range.",
         icon=":material/filter_alt_off:",
     )
+    record_panel()
     st.stop()
 
 pages = max(1, math.ceil(total / size))
@@ -113,61 +197,12 @@ event = st.dataframe(
     selection_mode="single-row",
     hide_index=True,
     height=min(38 + 35 * len(rows), 560),
-    column_config={
-        "ts": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "request_id": st.column_config.TextColumn("request id", width="small"),
-        "complexity": st.column_config.NumberColumn("complexity", format="%.2f"),
-        "prompt_tokens": st.column_config.NumberColumn("in tok"),
-        "completion_tokens": st.column_config.NumberColumn("out tok"),
-        "usage_estimated": st.column_config.CheckboxColumn("est.", help="Token usage estimated, not reported"),
-        "cost_usd": st.column_config.NumberColumn(
-            "cost", format="$%.6f", help="Metered, or the dedicated request's GPU-time share"
-        ),
-        "latency_ms": st.column_config.NumberColumn("latency", format="%.0f ms"),
-        "ttft_ms": st.column_config.NumberColumn("first token", format="%.0f ms"),
-        "simulated": st.column_config.CheckboxColumn("sim."),
-    },
+    column_order=COLUMN_ORDER,
+    column_config=COLUMNS,
 )
 st.pagination(pages, key=page_key, max_visible_pages=9)
 st.caption(f"Page {current:,} of {pages:,}. Select a row to open its record.")
 
-# --- one record --------------------------------------------------------------------------
 
 selected = event.selection.rows if event is not None and hasattr(event, "selection") else []
-picked_id = rows.iloc[selected[0]]["request_id"] if selected else ""
-rid = st.text_input(
-    "Open a request by id",
-    value=picked_id,
-    key=f"log_rid_{picked_id}",
-    placeholder="paste a request id",
-    icon=":material/key:",
-).strip()
-if rid:
-    rec = common.cached("record", version, rid)
-    if rec is None:
-        st.warning(f"No request with id `{rid}` in the log.", icon=":material/search_off:")
-    else:
-        with st.container(border=True, key="log_record"):
-            st.markdown(f"#### Request `{rec['request_id']}`")
-            st.caption(
-                f"{rec['ts']:%Y-%m-%d %H:%M:%S} UTC · source {rec['source']} · "
-                f"policy version {rec['policy_version'] if rec['policy_version'] is not None else '—'}"
-            )
-            for col, title, text in zip(
-                st.columns(3), ("Decision inputs", "Decision", "Outcome"), cards.record_sections(rec), strict=True
-            ):
-                col.markdown(f"**{title}**")
-                col.markdown(text)
-            if rec["error"]:
-                st.error(rec["error"], icon=":material/error:")
-            if rec["prompt_text"] is not None or rec["response_text"] is not None:
-                p, r = st.columns(2)
-                p.markdown("**Prompt**")
-                p.text(rec["prompt_text"] or "")
-                r.markdown("**Reply**")
-                r.text(rec["response_text"] or "")
-            else:
-                st.caption(
-                    "Prompt and reply text are not stored for this request "
-                    f"(privacy.store_prompts = '{cfg.store_prompts}')."
-                )
+record_panel(rows.iloc[selected[0]]["request_id"] if selected else "")

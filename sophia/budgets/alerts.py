@@ -24,6 +24,21 @@ from sophia.log.db import Database, DatabaseBusy, DatabaseError
 logger = logging.getLogger(__name__)
 
 
+def usd(x: float) -> str:
+    """Dollars as the app shows them (`ui.appstate.usd`): as many decimals as a small amount needs."""
+    a = abs(x)
+    if a == 0:
+        return "$0"
+    sign = "-" if x < 0 else ""
+    if a >= 100:
+        return f"{sign}${a:,.0f}"
+    if a >= 1:
+        return f"{sign}${a:,.2f}"
+    if a >= 0.01:
+        return f"{sign}${a:.4f}"
+    return f"{sign}${a:.6f}" if a >= 1e-6 else f"{sign}${a:.9f}"
+
+
 def message(b: Budget, kind: str, spent: float) -> str:
     pct = 100 * spent / b.amount_usd
     what = {
@@ -31,7 +46,7 @@ def message(b: Budget, kind: str, spent: float) -> str:
         "hard": "reached its limit",
         "forecast": "is forecast to run out before the period ends",
     }[kind]
-    return f"budget '{b.name}' ({b.scope}, per {b.period}) {what}: ${spent:,.2f} of ${b.amount_usd:,.2f} ({pct:.0f}%)"
+    return f"budget '{b.name}' ({b.scope}, per {b.period}) {what}: {usd(spent)} of {usd(b.amount_usd)} ({pct:,.0f}%)"
 
 
 def record(cur, b: Budget, kind: str, period_start: datetime, spent: float, now: datetime) -> bool:

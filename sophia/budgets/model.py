@@ -16,7 +16,14 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from sophia.config import Config
-from sophia.config.budgets import AlertSettings, Budget, check_scope, parse_budget, zone  # noqa: F401  (budgets API)
+from sophia.config.budgets import (  # noqa: F401  (budgets API)
+    MAX_AMOUNT_USD,
+    AlertSettings,
+    Budget,
+    check_scope,
+    parse_budget,
+    zone,
+)
 from sophia.money import pricing
 from sophia.money.periods import bounds as period_bounds  # noqa: F401  (the guard and pages bound periods here)
 
@@ -118,8 +125,9 @@ def forecast(
     if spent >= b.amount_usd:
         runs_out = now
     elif rate > 0:
-        t = now + timedelta(hours=(b.amount_usd - spent) / rate)
-        runs_out = t if t < end else None
+        # Compared in hours first: a large amount at a tiny rate lasts longer than a timedelta can hold.
+        hours = (b.amount_usd - spent) / rate
+        runs_out = now + timedelta(hours=hours) if hours < left else None
     return Forecast(
         rate,
         spent + rate * left,

@@ -2,6 +2,11 @@
 
 `csv_chunks` reads the selection through a DuckDB record-batch reader and yields the CSV a
 batch at a time, so memory stays bounded by the batch size however many rows are selected.
+Rows come newest first, in the Request log table's order (`ORDER`). Numbers are written as
+people read them: costs in USD with 9 decimals (the log's 1e-9 USD precision, never in exponent
+notation, so sums come out exact), latencies to 0.1 ms, the complexity score to 6 decimals,
+tokens as whole numbers.
+
 Each text cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`,
 a tab or a carriage return) is prefixed with a single quote, which makes it inert. No column
 carries a secret: the caller's key id is not exported, and any configured API key value that
@@ -31,6 +36,10 @@ _FORMULA_RE = r"^([=+@\t\r-])"
 SECRET_MASK = "[secret]"
 BOM = "\ufeff".encode()
 BATCH_ROWS = 20_000
+# The Request log table's order (`analytics.page`): newest first, ties by id.
+ORDER = "ts DESC, request_id"
+COST_COLUMNS = ("estimated_cost_usd", "metered_cost_usd", "amortized_cost_usd")  # 9 decimals, as text
+ROUNDED = {"latency_ms": 1, "ttft_ms": 1, "complexity": 6}  # decimals kept
 
 
 def neutralize(value: str | None) -> str | None:
@@ -72,10 +81,10 @@ def secret_values(cfg: Config, secrets: dict | None = None) -> list[str]:
 
 
 def select_sql(f: Filters) -> tuple[str, list]:
-    """The export query: every exported column as text-friendly values, in log order.
+    """The export query: every exported column as text-friendly values, newest first.
 
-    No ORDER BY: sorting would hold the whole selection in memory, while a scan in the
-    order the rows were appended (DuckDB keeps insertion order) streams.
+    DuckDB sorts out of core (it spills to its temporary directory past its memory limit),
+    and the sorted result still reaches `csv_chunks` batch by batch.
     """
     exprs = []
     for name, typ, _ in schema.COLUMNS:
@@ -89,16 +98,24 @@ def select_sql(f: Filters) -> tuple[str, list]:
                 if name == "failover_path"
                 else f"array_to_string({name}, ';') AS {name}"
             )
+        elif name in COST_COLUMNS:
+            # Fixed-point text: a double would print 1.2e-7, which not every reader takes as money.
+            exprs.append(f"printf('%.9f', {name}) AS {name}")
+        elif name in ROUNDED:
+            exprs.append(f"round({name}, {ROUNDED[name]}) AS {name}")
         else:
             exprs.append(name)
     clause, params = f.where()
-    sql = f"SELECT {', '.join(exprs)} FROM requests WHERE {clause}"
+    sql = f"SELECT {', '.join(exprs)} FROM requests WHERE {clause} ORDER BY {ORDER}"
     return sql, params
 
 
 def _clean(batch: pa.RecordBatch, secrets: Iterable[str]) -> pa.RecordBatch:
     cols = []
-    for col in batch.columns:
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if name in COST_COLUMNS:  # numbers printed here, not text from outside
+            cols.append(col)
+            continue
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             for s in secrets:
                 col = pc.replace_substring(col, pattern=s, replacement=SECRET_MASK)

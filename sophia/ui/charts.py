@@ -148,9 +148,10 @@ def share_pie(df: pd.DataFrame) -> go.Figure:
 
 
 def endpoint_latency(lat: pd.DataFrame, names: list[str], label: Callable[[str], str]) -> go.Figure:
-    """p95 latency per endpoint over time (frame of `analytics.endpoint_latency`)."""
+    """p95 latency per endpoint over time (frame of `analytics.endpoint_latency`), in ms throughout:
+    axis ticks "13,000", not "13k"; hover "4,627 ms"."""
     colors = color_map(names)
-    return lines(
+    fig = lines(
         (
             (label(name), part["bucket"], part["p95_ms"], {"color": colors.get(name)})
             for name, part in lat.groupby("endpoint", sort=False)
@@ -158,9 +159,11 @@ def endpoint_latency(lat: pd.DataFrame, names: list[str], label: Callable[[str],
         height=320,
         margin=TIGHT,
         hovermode="x unified",
-        yaxis={"title": "p95 latency (ms)", "rangemode": "tozero"},
+        yaxis={"title": "p95 latency (ms)", "rangemode": "tozero", "tickformat": ",.0f"},
         legend={"orientation": "h", "y": -0.2},
     )
+    fig.update_traces(hovertemplate="%{fullData.name}: %{y:,.0f} ms<extra></extra>")
+    return fig
 
 
 # --- budgets ------------------------------------------------------------------------------
@@ -206,8 +209,13 @@ def budget_forecast(
         )
     fig.add_hline(y=amount, line={"color": RED}, annotation_text="limit")
     fig.add_hline(y=amount * soft, line={"color": AMBER, "dash": "dot"}, annotation_text=f"soft limit {soft:.0%}")
+    # Plain dollars on the axis: Plotly's default SI ticks would show $0.0001 as "$100µ".
     fig.update_layout(
-        height=280, margin={"t": 10, "b": 10}, yaxis_tickprefix="$", showlegend=False, xaxis_range=[start, end]
+        height=280,
+        margin={"t": 10, "b": 10},
+        yaxis={"tickprefix": "$", "exponentformat": "none", "separatethousands": True},
+        showlegend=False,
+        xaxis_range=[start, end],
     )
     return fig
 

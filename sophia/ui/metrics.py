@@ -1,7 +1,9 @@
-"""The headline figures of the Overview, Cost simulator and Threshold tuning pages.
+"""The headline figures of the Overview, Cost simulator and Threshold tuning pages, and the
+tables of the Endpoints and Budgets pages.
 
 Streamlit-free: each function turns a page's numbers into rows of `Metric`s (label, formatted
-value, help, delta); `pages.common.metric_rows` lays them out as `st.metric` cards.
+value, help, delta), which `pages.common.metric_rows` lays out as `st.metric` cards, or into a
+small DataFrame of display text.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
+from sophia.config import Config
 from sophia.money.periods import MONTH_DAYS, MONTH_HOURS
 from sophia.ui.appstate import ms, pct, usd
+from sophia.vocab import Tier
 
 
 @dataclass(frozen=True)
@@ -214,3 +220,125 @@ def tuning(c: Any) -> list[list[Metric]]:
         ),
     ]
     return [money, moves]
+
+
+# --- the Endpoints page -------------------------------------------------------------------
+
+
+def latency_ms(x: float | None, unit: bool = True) -> str:
+    """A latency in milliseconds whatever its size ("13,200 ms", not "13.20 s"), so that the
+    figures of a page compare at a glance; without the unit where a label carries it."""
+    if x is None or x != x:  # None or NaN
+        return "—"
+    text = f"{x:,.1f}" if 0 < abs(x) < 10 else f"{x:,.0f}"
+    return f"{text} ms" if unit else text
+
+
+def _num(x: float, unit: str = "") -> str:
+    return f"{x:,.0f}{unit}" if float(x).is_integer() else f"{x:,g}{unit}"
+
+
+def _simulation(s: Mapping[str, Any]) -> str:
+    parts = [f"first token {latency_ms(s['ttft_ms'])}", f"{latency_ms(s['tpot_ms'])} a token"]
+    parts.append(f"errors {pct(s['error_rate'])}")
+    if s["slow_rate"]:
+        parts.append(f"slow {pct(s['slow_rate'])} (×{s['slow_factor']:g})")
+    if s["cut_rate"]:
+        parts.append(f"cut off {pct(s['cut_rate'])}")
+    parts.append(f"replies of {s['reply_tokens']:,} tokens")
+    return " · ".join(parts)
+
+
+def endpoint_table(masked: Mapping[str, Any]) -> pd.DataFrame:
+    """The configured endpoints side by side, one column each (from `appstate.masked_config`)."""
+    rows: dict[str, dict[str, str]] = {}
+    for e in masked["endpoints"]:
+        dedicated = e["tier"] == Tier.DEDICATED
+        key = f"{e['api_key_env']}: {e['api_key']}" if e["api_key_env"] else "none"
+        rows[e["name"]] = {
+            "tier": e["tier"],
+            "kind": e["kind"],
+            "models": ", ".join(e["models"]),
+            "URL": "built-in simulation" if e["kind"] == "simulated" else (e["base_url"] or "—"),
+            "API key": key,
+            "price": f"{usd(e['hourly_usd'])} an hour, busy or idle" if dedicated else "per token (models and prices)",
+            "throughput": _num(e["throughput_tps"], " tok/s") if e["throughput_tps"] else "—",
+            "prefill": _num(e["prefill_tps"], " tok/s") if e["prefill_tps"] else "—",
+            "concurrency": f"{e['max_concurrency']:,} at once" if e["max_concurrency"] else "no limit",
+            "context window": f"{e['context_window']:,} tokens" if e["context_window"] else "not set",
+            "capabilities": ", ".join(e["capabilities"]),
+            "fields dropped": ", ".join(e["drop_params"]) or "none",
+            "simulation": _simulation(e["simulation"]) if e["kind"] == "simulated" else "—",
+        }
+    out = pd.DataFrame(rows)
+    out.index.name = "endpoint"
+    return out
+
+
+def key_status(masked: Mapping[str, Any]) -> str | None:
+    """Which variable holds each endpoint's key and whether it is set (never its value)."""
+    keys = [f"`{e['api_key_env']}` ({e['name']}): {e['api_key']}" for e in masked["endpoints"] if e["api_key_env"]]
+    return "API keys: " + " · ".join(keys) if keys else None
+
+
+def model_table(cfg: Config) -> pd.DataFrame:
+    """Each priced model: its per-token prices, where it is served, what it can do."""
+    rows = []
+    for m in cfg.models:
+        served = [e for e in cfg.endpoints if m.name in e.models]
+        caps = m.capabilities if m.capabilities is not None else (served[0].capabilities if served else ())
+        window = cfg.context_window(served[0], m.name) if served else m.context_window
+        rows.append(
+            {
+                "model": m.name,
+                "input (USD / 1M tokens)": usd(m.input_per_mtok),
+                "output (USD / 1M tokens)": usd(m.output_per_mtok),
+                "served by": ", ".join(e.name for e in served) or "no endpoint",
+                "capabilities": ", ".join(caps) + ("" if m.capabilities is not None else " (the endpoint's)"),
+                "context window": f"{window:,} tokens" if window else "not set",
+                "tokens an image": f"{m.image_tokens:,}",
+            }
+        )
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return _num(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value(x) for x in v) or "none"
+    return "—" if v is None else str(v)
+
+
+def settings_table(masked: Mapping[str, Any]) -> pd.DataFrame:
+    """Routing, scorer, failover, cache, privacy and log settings, one row each, named as in the file."""
+    rows: list[tuple[str, str]] = []
+    for section in ("routing", "scorer", "failover", "cache", "privacy", "log"):
+        for key, v in masked[section].items():
+            name = f"{section}.{key}"
+            if key == "length_bands":
+                text = " · ".join(f"{chars:,} characters or more: +{w:g}" for chars, w in v)
+                rows.append((name, text or "none"))
+            elif key == "keyword_groups":
+                for g in v:
+                    rows.append((f"{name}.{g['name']}", f"+{g['weight']:g} for " + ", ".join(g["words"])))
+            else:
+                rows.append((name, _value(v)))
+    return pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+
+
+# --- the Budgets page ---------------------------------------------------------------------
+
+
+def alert_table(recent: list[dict]) -> pd.DataFrame:
+    """Recent alerts with their amounts as the cards show them ($0.000100, not $0.00)."""
+    df = pd.DataFrame(recent)
+    if df.empty:
+        return df
+    df["spent_usd"] = [usd(x) for x in df["spent_usd"]]
+    df["amount_usd"] = [usd(x) for x in df["amount_usd"]]
+    return df
