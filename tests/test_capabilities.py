@@ -223,3 +223,13 @@ def test_upstream_body_is_the_clients_with_the_routed_model():
     streamed = upstream_body("scout", HELLO, 512, {**body, "stream": True, "stream_options": {"x": 1}}, True)
     assert streamed["stream_options"] == {"x": 1, "include_usage": True}
     assert upstream_body("scout", HELLO, 64, None, False) == {"model": "scout", "messages": HELLO, "max_tokens": 64}
+
+
+def test_the_body_size_stands_for_everything_sent_besides_text():
+    import json
+
+    body = {"model": "sophia-auto", "messages": HELLO, "tools": TOOLS, "temperature": 0}
+    raw = json.dumps(body)
+    by_size = traits(HELLO, body, len(raw))
+    assert by_size.extra_chars == len(raw) - len("Hello!") >= len(json.dumps(TOOLS))
+    assert traits(HELLO, {"model": "m", "messages": HELLO}, 500).extra_chars == 0  # plain: text only

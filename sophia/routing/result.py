@@ -28,6 +28,7 @@ class ChatRequest:
     api_key_id: str | None = None
     request_id: str | None = None
     body: Mapping | None = None  # the client's request as sent: forwarded upstream unchanged
+    body_bytes: int = 0  # its size as received, when known
     cache: str = CACHE_USE
     token: CallToken | None = None  # its deadlines and cancellation (the router makes one when None)
 

@@ -138,7 +138,7 @@ class Router:
 
     def features(self, req: ChatRequest, cfg: Config | None = None, tr: Traits | None = None) -> feats.Features:
         cfg = cfg or self.cfg
-        tr = tr or traits(req.messages, req.body)
+        tr = tr or traits(req.messages, req.body, req.body_bytes)
         return feats.extract(
             req.messages,
             req.max_tokens,
@@ -161,7 +161,7 @@ class Router:
     def decide(self, req: ChatRequest, cfg: Config | None = None) -> policy.Decision:
         """The decision for a request under the current runtime state; nothing is called or reserved."""
         cfg = cfg or self.cfg
-        tr = traits(req.messages, req.body)
+        tr = traits(req.messages, req.body, req.body_bytes)
         f = self.features(req, cfg, tr)
         return policy.decide(f, cfg, self._state(req, f, tr))
 
@@ -187,7 +187,7 @@ class Router:
         if req.token is None:
             req.token = CallToken(self.clock)
         # Validation errors surface here, before anything is routed or recorded.
-        tr = traits(req.messages, req.body)
+        tr = traits(req.messages, req.body, req.body_bytes)
         f = self.features(req, cfg, tr)
         state = self._state(req, f, tr)
         reservation = None

@@ -52,8 +52,16 @@ def _message_parts(messages: Sequence[Mapping]) -> tuple[int, int, int]:
     return images, audio, extra
 
 
-def traits(messages: Sequence[Mapping], body: Mapping | None) -> Traits:
-    """The traits of a request; a request without a client body (playground, CLI) is plain text."""
+def _text_chars(messages: Sequence[Mapping]) -> int:
+    return sum(len(m["content"]) for m in messages if isinstance(m, Mapping) and isinstance(m.get("content"), str))
+
+
+def traits(messages: Sequence[Mapping], body: Mapping | None, size: int = 0) -> Traits:
+    """The traits of a request; a request without a client body (playground, CLI) is plain text.
+
+    `size` is the body's length in bytes when known: with tool definitions or a JSON schema,
+    everything but the messages' text counts in the estimate at its size as sent (no second
+    serialization on the hot path)."""
     images, audio, extra = _message_parts(messages)
     if body is None:
         if not (images or audio or extra):
@@ -63,7 +71,7 @@ def traits(messages: Sequence[Mapping], body: Mapping | None) -> Traits:
     tools = body.get("tools") or body.get("functions")
     choice = body.get("tool_choice", body.get("function_call"))
     uses_tools = bool(tools) and choice != "none"
-    if tools:
+    if tools and not size:
         extra += _dumped(tools)
     if uses_tools:
         needs.add(Capability.TOOLS)
@@ -73,7 +81,10 @@ def traits(messages: Sequence[Mapping], body: Mapping | None) -> Traits:
         needs.add(Capability.JSON_MODE)
     elif kind == "json_schema":
         needs.add(Capability.JSON_SCHEMA)
-        extra += _dumped(fmt.get("json_schema"))
+        if not size:
+            extra += _dumped(fmt.get("json_schema"))
+    if size and (tools or kind == "json_schema"):
+        extra = max(extra, size - _text_chars(messages))
     if images:
         needs.add(Capability.VISION)
     if audio:

@@ -152,6 +152,7 @@ class Sophia:
             api_key_id=key_id,
             request_id=f"{self._id_prefix}{next(self._ids):014x}",
             body=body,
+            body_bytes=call.size if body is not None else 0,
             cache=cache,
             token=CallToken(),
         )

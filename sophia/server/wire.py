@@ -43,6 +43,7 @@ class ChatCall:
     stream: bool
     include_usage: bool
     body: dict
+    size: int = 0  # bytes of the body as received
 
 
 def parse_chat(raw: bytes, settings: ServerSettings, models: frozenset[str], aliases: frozenset[str]) -> ChatCall:
@@ -69,7 +70,7 @@ def chat_call(
     _check_fields(body)
     _no_lone_surrogates(raw, body)
     force = _forced_model(model, models, aliases)
-    return ChatCall(messages, max_tokens, force, stream, include_usage, body)
+    return ChatCall(messages, max_tokens, force, stream, include_usage, body, len(raw))
 
 
 # --- the steps -------------------------------------------------------------------------------
