@@ -355,7 +355,7 @@ def test_bad_inputs_raise_clear_errors(bursty):
         sim.simulate(bursty, CFG, fleet(2, hourly_usd=-1.0), "dedicated-first")
     with pytest.raises(ValueError, match=r"input price must be a number >= 0 \(got -0.1\)"):
         fleet_mod.with_prices(CFG, {CFG.routing.serverless_model: (-0.1, 0.3)})
-    with pytest.raises(ValueError, match=r"scale must be a number > 0 \(got 0\): 1 keeps the traffic as recorded"):
+    with pytest.raises(ValueError, match=r"scale must be a number from 0.001 to 10,000 \(got 0\): 1 keeps the traffic"):
         traffic_mod.scale(bursty, 0)
     with pytest.raises(ValueError, match=r"latency target must be a number of milliseconds > 0"):
         sim.simulate(bursty, CFG, fleet(1), "router", slo_ms=0)
@@ -367,7 +367,7 @@ def test_bad_inputs_raise_clear_errors(bursty):
         sim.simulate(bursty, CFG, fleet(-2), "dedicated")
     with pytest.raises(ValueError, match=r"rate limit must be a number > 0"):
         sim.simulate(bursty, CFG, replace(fleet(1), rate_limit_rpm=0.0), "router")
-    with pytest.raises(ValueError, match=r"the largest fleet to try must be a whole number from 1 to 1024"):
+    with pytest.raises(ValueError, match=r"the largest fleet to try must be a whole number from 1 to 1,024 \(got 0\)"):
         sim.optimize(bursty, CFG, fleet(1), max_gpus=0)
 
 
@@ -389,9 +389,9 @@ def test_serverless_rate_limit_delays_requests_over_it():
 @pytest.mark.parametrize("name", ["azure_llm_2023_conv", "azure_llm_2023_code"])
 def test_azure_traces_simulate_end_to_end(tmp_path, name):
     db = Database(tmp_path / "azure.duckdb")
-    importers.import_file(db, CFG, DATA / f"{name}.csv", "azure")
+    source = importers.import_file(db, CFG, DATA / f"{name}.csv", "azure").source
     with db.cursor() as cur:
-        t = replay.load(cur, [name])
+        t = replay.load(cur, [source])
     db.close()
     w = traffic_mod.from_traffic(t, label=name)
     assert w.n == t.n > 8000
@@ -453,9 +453,9 @@ def test_simulate_command(demo_db, tmp_path):
     assert data["gpus"] == 0 and data["dedicated_share"] == 0
     with pytest.raises(ValueError, match="no request from nowhere in the log"):
         sim.simulate_command(_args(source=["nowhere"]), CFG, db)
-    with pytest.raises(ValueError, match="scale must be a number > 0"):
+    with pytest.raises(ValueError, match=r"--scale must be a number from 0.001 to 10,000 \(got 0\)"):
         sim.simulate_command(_args(scale=0.0), CFG, db)
-    with pytest.raises(ValueError, match="--gpu-hourly must be > 0"):
+    with pytest.raises(ValueError, match=r"--gpu-hourly must be a number > 0 and at most 1,000 \(got -2\)"):
         sim.simulate_command(_args(gpus=1, gpu_hourly=-2.0), CFG, db)
 
 
@@ -495,6 +495,7 @@ def _texts(at: AppTest) -> str:
 
 def test_page_runs_with_defaults(page_env):
     at = _page().run()
+    at.button(key="sim_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.title[0].value == "Cost simulator"
@@ -508,10 +509,10 @@ def test_page_with_a_preset_and_a_saved_scenario(page_env):
     at = _page().run()
     at.selectbox(key="sim_gpu_preset").select_index(1)
     at.number_input(key="sim_gpus").set_value(3)
-    at.text_input(key="sim_name").set_value("three GPUs")
     at.button(key="sim_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+    at.text_input(key="sim_name").set_value("three GPUs")
     at.button(key="sim_save").click().run()
     assert "three GPUs" in at.session_state["sim_scenarios"]
     assert "three GPUs" in _texts(at) or any("three GPUs" in str(d.value) for d in at.dataframe)
@@ -525,6 +526,7 @@ def test_page_simulates_a_synthetic_profile_on_an_empty_log(tmp_path, monkeypatc
     st.cache_resource.clear()
     try:
         at = _page().run()
+        at.button(key="sim_run").click().run()
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         assert "synthetic profile" in _texts(at)
@@ -547,7 +549,7 @@ def test_page_says_what_is_wrong_with_an_impossible_input(page_env):
     at.button(key="sim_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     said = "\n".join(str(e.value) for e in at.error)
-    assert "hourly price" in said and "never free" in said
+    assert "USD per GPU-hour must be a number > 0" in said and "never free" in said
 
 
 def test_scenario_export_makes_a_formula_name_inert(bursty):

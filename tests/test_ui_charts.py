@@ -171,7 +171,7 @@ def report() -> sim.SimReport:
     state = sim_form.defaults(CFG, gpu, sl) | sim_form.gpu_fields(gpus[gpu]) | sim_form.serverless_fields(sls[sl])
     state |= {"sim_rpd": 20_000.0, "sim_days": 0.25, "sim_wait": None, "sim_max_gpus": 3, "sim_be": True}
     assert set(sim_form.inputs(state)) <= set(sim_form.INPUTS)
-    req = sim_form.request(state, CFG, gpus[gpu], ([], None, None), None, synthetic=True)
+    req = sim_form.request(state, CFG, gpus[gpu], ([], None, None, ""), None, synthetic=True)
     assert req.profile is not None and req.source is None
     return sim.compute(sim.prepare(req, CFG, None))
 
@@ -202,7 +202,8 @@ def test_simulator_optimizer_and_break_even_views(report):
     be = report.break_even
     be_fig = sim_view.break_even_chart(be, 1e6)
     assert _names(be_fig)[0] == "All serverless"
-    assert len(sim_view.crossovers_table(be)) == len(be.crossovers)
+    table = sim_view.crossovers_table(be)  # every pair of curves, with its crossover or a dash
+    assert len(table) == 3 and (table["Monthly cost there"] != "—").sum() == len(be.crossovers)
     assert "growth" not in sim_view.month_caption(report.month, None)
     assert "with 10% growth per month" in sim_view.month_caption(report.month, 0.1)
     assert "simulated in" in sim_view.headline(report)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from sophia.config import Config
 from sophia.money.periods import DAY_S, MONTH_DAYS
+from sophia.sim import limits
 from sophia.sim.analytic import fluid
 from sophia.sim.costs import gpu_month_usd
 from sophia.sim.fleet import Fleet
@@ -27,6 +28,12 @@ from sophia.sim.policies import (
 from sophia.sim.workload import Workload
 
 CURVES = {"all_serverless_usd": "all-serverless", "dedicated_only_usd": "dedicated-only", "hybrid_usd": "hybrid"}
+# Every pair of curves: each baseline (all-serverless, dedicated-only) against the others.
+PAIRS = (
+    ("all_serverless_usd", "dedicated_only_usd"),
+    ("all_serverless_usd", "hybrid_usd"),
+    ("dedicated_only_usd", "hybrid_usd"),
+)
 VOLUMES = 25  # points of the default volume grid
 
 
@@ -48,20 +55,34 @@ def _multipliers(multipliers, metered_month: float, gpu_month: float) -> np.ndar
         ks = np.unique(np.append(np.geomspace(lo, hi, VOLUMES), 1.0))
     else:
         ks = np.sort(np.asarray(multipliers, dtype=float))
-    if not len(ks) or np.any(~np.isfinite(ks)) or np.any(ks <= 0):
-        raise ValueError("volume multipliers must be numbers > 0")
+        limits.check("volumes", len(ks), name="the number of break-even volumes")
+        for k in ks:
+            limits.check("multiplier", float(k), name="a break-even volume multiplier")
     return ks
 
 
 def _fewest_meeting(
     at: Callable[[int], Minutes], w: Workload, fleet: Fleet, k: float, slo_ms: float, start: int, max_gpus: int
 ) -> tuple[float, int | None]:
-    """(monthly cost, GPUs) of the fewest GPUs from `start` meeting the target all-dedicated at volume k."""
-    for n in range(start, max_gpus + 1):
-        r = fluid(at(n).scaled(k), fleet.resized(n), Policy.DEDICATED, slo_ms, None, quantiles=False, w_for_costs=w)
+    """(monthly cost, GPUs) of the fewest GPUs from `start` meeting the target all-dedicated at volume k.
+
+    More GPUs never serve worse, so a binary search over start … max_gpus finds them."""
+
+    def run(n: int):
+        return fluid(at(n).scaled(k), fleet.resized(n), Policy.DEDICATED, slo_ms, None, quantiles=False, w_for_costs=w)
+
+    first = run(start)
+    if first.meets_target:
+        return first.costs.monthly_usd, start
+    lo, hi, best = start + 1, max_gpus, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        r = run(mid)
         if r.meets_target:
-            return r.costs.monthly_usd, n
-    return math.nan, None
+            best, hi = (r, mid), mid - 1
+        else:
+            lo = mid + 1
+    return (best[0].costs.monthly_usd, best[1]) if best else (math.nan, None)
 
 
 def _cheapest_hybrid(
@@ -131,10 +152,14 @@ def break_even(
     monthly_requests = w.n * w.monthly_factor
     rows = []
     n_ded = 1  # the fewest GPUs meeting the target grows with the volume
+    exhausted = False  # no fleet up to max_gpus met the target at a lower volume: none will at a higher one
     for i, k in enumerate(ks):
         say(i / len(ks), f"Volume ×{k:.2g}: sizing the fleets…")
         sl_cost = float(base_sl.serverless_metered.sum()) * k * w.monthly_factor + other
-        ded_cost, ded_n = _fewest_meeting(ded_at, w, fleet, k, slo_ms, n_ded, max_gpus)
+        ded_cost, ded_n = math.nan, None
+        if not exhausted:
+            ded_cost, ded_n = _fewest_meeting(ded_at, w, fleet, k, slo_ms, n_ded, max_gpus)
+        exhausted = ded_n is None
         n_ded = ded_n or n_ded
         hyb_cost, hyb_n = _cheapest_hybrid(hyb_at, w, fleet, k, policy, slo_ms, max_wait_ms, max_gpus, gpu_month)
         rows.append(
@@ -163,11 +188,7 @@ def crossovers(df: pd.DataFrame, rel_tol: float = 0.002) -> list[dict]:
     """
     out = []
     x = np.log(df["requests_per_month"].to_numpy())
-    for a, b in (
-        ("all_serverless_usd", "dedicated_only_usd"),
-        ("all_serverless_usd", "hybrid_usd"),
-        ("hybrid_usd", "dedicated_only_usd"),
-    ):
+    for a, b in PAIRS:
         va, vb = df[a].to_numpy(dtype=float), df[b].to_numpy(dtype=float)
         d = va - vb
         tol = rel_tol * np.maximum(np.abs(va), np.abs(vb))
@@ -194,3 +215,43 @@ def crossovers(df: pd.DataFrame, rel_tol: float = 0.002) -> list[dict]:
                 )
             last = j
     return out
+
+
+def pairs(be: BreakEven, rel_tol: float = 0.002) -> list[dict]:
+    """Every pair of curves with what the sweep says of it: its crossovers, or which one is cheaper
+    throughout (`crossover` None), or that they cannot be compared (dedicated-only met the target
+    at no volume). Rows: between, crossover (a `crossovers` dict or None), verdict (a sentence)."""
+    df = be.curves
+    vol = df["requests_per_month"].to_numpy()
+    out = []
+    for a, b in PAIRS:
+        names = (CURVES[a], CURVES[b])
+        found = [c for c in be.crossovers if c["between"] == names]
+        for c in found:
+            other = names[1] if c["cheaper_above"] == names[0] else names[0]
+            out.append(
+                {"between": names, "crossover": c, "verdict": f"{other} is cheaper below, {c['cheaper_above']} above"}
+            )
+        if found:
+            continue
+        va, vb = df[a].to_numpy(dtype=float), df[b].to_numpy(dtype=float)
+        ok = np.isfinite(va) & np.isfinite(vb)
+        if not ok.any():
+            verdict = "not comparable: no fleet up to the largest tried meets the target at any volume"
+        else:
+            d = va[ok] - vb[ok]
+            tie = np.abs(d) <= rel_tol * np.maximum(np.abs(va[ok]), np.abs(vb[ok]))
+            lo, hi = _volume(vol[ok].min()), _volume(vol[ok].max())
+            if tie.all():
+                verdict = f"the same cost from {lo} to {hi} requests/month"
+            else:
+                cheaper = names[0] if (d[~tie] < 0).all() else names[1]
+                verdict = f"{cheaper} is cheaper from {lo} to {hi} requests/month (no crossover)"
+                if tie.any():
+                    verdict = f"{cheaper} is cheaper or the same from {lo} to {hi} requests/month (no crossover)"
+        out.append({"between": names, "crossover": None, "verdict": verdict})
+    return out
+
+
+def _volume(v: float) -> str:
+    return f"{v:,.0f}" if v < 1e6 else f"{v / 1e6:,.3g}M"

@@ -7,7 +7,6 @@ the active policy version itself and answers with the CLI's JSON and text.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sophia.config import Config
 from sophia.log import versions
 from sophia.money.periods import MONTH_DAYS
 from sophia.sim import fleet as fleet_mod
+from sophia.sim import limits
 from sophia.sim import workload as traffic_mod
 from sophia.sim.analytic import FluidResult, project
 from sophia.sim.breakeven import BreakEven, break_even
@@ -33,7 +33,6 @@ from sophia.sim.policies import (
     Policy,
     Progress,
     check_policy,
-    check_slo,
     plan,
     quiet,
 )
@@ -41,15 +40,19 @@ from sophia.sim.sizing import Optimum, optimize
 from sophia.sim.workload import Profile, Workload
 
 DEFAULT_MAX_GPUS = 32
+SHARE_SAMPLE = 20_000  # requests the work estimate routes to learn the policy's dedicated share
+OPTIMUM_KEYS = ("gpus", "monthly_cost_usd", "p95_ttft_ms", "meets_target", "dedicated_share", "overflow_share")
 
 
 @dataclass
 class SimRequest:
     """What to simulate, as plain values (the page's fields or the CLI's flags).
 
-    Traffic is a selection of the log (`source`, `start`, `end`) or a synthetic `profile` (a
-    profile file, or a `Profile`), scaled by `scale`. The fleet is given whole (`fleet`) or is
-    the configured one with `gpus`, `gpu_hourly`, `throughput`, `max_concurrency` overridden.
+    Traffic is a selection of the log (`source`, `start`, `end`, described by `selection`) or a
+    synthetic `profile` (a profile file, or a `Profile`), scaled by `scale`. The fleet is given
+    whole (`fleet`) or is the configured one with `gpus`, `gpu_hourly`, `throughput`,
+    `max_concurrency` overridden. Errors name the inputs as `face` does: the CLI's flags ("cli")
+    or the page's fields ("page"). Every number's range is `limits.RANGES`.
     """
 
     source: list[str] | None = None
@@ -72,24 +75,21 @@ class SimRequest:
     optimize: bool = False
     max_gpus: int | None = None  # None: DEFAULT_MAX_GPUS, or `gpus` when larger
     break_even: bool = False
+    selection: str | None = None  # how the page describes its log selection (None: from source, start, end)
+    face: str = "cli"
 
     def check(self) -> SimRequest:
-        """Refuse a bad value before any work, naming the flag and what is allowed."""
+        """Refuse a bad value before any work, naming the input and its range."""
+        f = self.face
         self.policy = check_policy(self.policy or Policy.ROUTER)
-        self.slo_ms = check_slo(self.slo_ms)
-        self.scale = traffic_mod.check_scale(self.scale)
-        g = self.gpus
-        if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 0):
-            raise ValueError(f"--gpus must be a whole number >= 0 (got {g!r})")
-        for flag, v, what in (
-            ("--gpu-hourly", self.gpu_hourly, "a GPU's price per hour in USD"),
-            ("--throughput", self.throughput, "output tokens per second of one GPU at saturation"),
-        ):
-            if v is not None and (not math.isfinite(v) or v <= 0):
-                raise ValueError(f"{flag} must be > 0 (got {v!r}): {what}")
-        mc = self.max_concurrency
-        if mc is not None and mc < 1:
-            raise ValueError(f"--max-concurrency must be a whole number >= 1 (got {mc!r})")
+        self.slo_ms = limits.check("slo_ms", self.slo_ms, f)
+        self.scale = limits.check("scale", self.scale, f)
+        for key in ("gpus", "gpu_hourly", "throughput", "max_concurrency", "max_gpus"):
+            if getattr(self, key) is not None:
+                setattr(self, key, limits.check(key, getattr(self, key), f))
+        if self.max_wait_ms is not None:
+            self.max_wait_ms = limits.check("max_wait_ms", self.max_wait_ms, f)
+        self.growth_per_month = limits.check("growth", self.growth_per_month, f)
         if self.profile and self.source:
             raise ValueError("give either --source (logged or imported traffic) or --profile (synthetic), not both")
         return self
@@ -127,19 +127,22 @@ class SimReport:
     break_even: BreakEven | None = None
     optimum: Optimum | None = None
 
-    @property
-    def chosen(self) -> SimResult:
-        """The optimum's simulation when there is one, else the request's fleet."""
-        if self.optimum is not None and self.optimum.best is not None:
-            return self.optimum.best
-        assert self.des is not None
-        return self.des
-
     def summary(self) -> dict:
-        """`sophia simulate --json`: the chosen simulation's figures, the optimum's curve, the traffic."""
-        out = self.chosen.summary()
+        """`sophia simulate --json`: the figures of the fleet asked for, the optimum and its curve, the traffic.
+
+        The optimizer never replaces the fleet asked for: its answer is `best_gpus`, `optimum` (that
+        fleet's figures) and `curve`, searched over `optimizer_range`."""
+        assert self.des is not None
+        out = self.des.summary()
+        out["fleet"] = self.fleet.label or f"{self.fleet.gpus} GPUs"
         if self.optimum is not None:
-            out |= self.optimum.as_dict()
+            opt = self.optimum
+            out |= opt.as_dict()
+            out["optimizer_range"] = [int(opt.curve["gpus"].min()), int(opt.curve["gpus"].max())]
+            out["optimizer_gpu_type"] = self.fleet.pools[0].name
+            out["fleet_given"] = self.request.gpus is not None or self.request.fleet is not None
+            best = opt.best.summary() if opt.best is not None else None
+            out["optimum"] = {k: best[k] for k in OPTIMUM_KEYS} if best else None
         w = self.workload
         out["traffic"] = {
             "label": w.label,
@@ -150,28 +153,94 @@ class SimReport:
         return out
 
 
-def workload(req: SimRequest, traffic: replay.Traffic | None) -> Workload:
-    """The request's traffic, scaled: its synthetic profile, else the log selection `traffic`."""
+def selection_label(sources: list[str] | None, start: datetime | None, end: datetime | None) -> str:
+    """A log selection in words: its sources and its time range."""
+    who = ", ".join(sources) if sources else "all sources"
+    if start is None and end is None:
+        return f"{who}, the whole log"
+    fmt = "%Y-%m-%d %H:%M"
+    if start is None:
+        return f"{who}, up to {end:{fmt}} UTC"
+    if end is None:
+        return f"{who}, from {start:{fmt}} UTC"
+    return f"{who}, {start:{fmt}} to {end:{fmt}} UTC"
+
+
+def _profile(req: SimRequest) -> tuple[Profile, str] | None:
     if isinstance(req.profile, Profile):
-        w = traffic_mod.synthetic(req.profile.check(), label="synthetic profile")
-    elif req.profile:
-        w = traffic_mod.synthetic(traffic_mod.load_profile(req.profile), label=f"profile {req.profile}")
-    else:
-        if traffic is None:
-            raise ValueError(
-                "no database to read traffic from: run `sophia demo` or `sophia import`, or pass --profile"
-            )
-        if not traffic.n:
-            raise ValueError(
-                "no request matches this selection of the log: pick other sources, widen the time "
-                "range, or simulate a synthetic profile"
-            )
-        w = traffic_mod.from_traffic(
-            traffic,
-            np.datetime64(req.start) if req.start else None,
-            np.datetime64(req.end) if req.end else None,
-            label=", ".join(req.source) if req.source else "the whole log",
+        return req.profile.check(), "synthetic profile"
+    if req.profile:
+        return traffic_mod.load_profile(req.profile), f"profile {req.profile}"
+    return None
+
+
+def _log_workload(req: SimRequest, traffic: replay.Traffic | None) -> Workload:
+    if traffic is None:
+        raise ValueError("no database to read traffic from: run `sophia demo` or `sophia import`, or pass --profile")
+    if not traffic.n:
+        raise ValueError(
+            "no request matches this selection of the log: pick other sources, widen the time "
+            "range, or simulate a synthetic profile"
         )
+    return traffic_mod.from_traffic(
+        traffic,
+        np.datetime64(req.start) if req.start else None,
+        np.datetime64(req.end) if req.end else None,
+        label=req.selection or selection_label(req.source, req.start, req.end),
+    )
+
+
+def dedicated_share(w: Workload, cfg: Config, fleet: Fleet, policy: str, sample: int = SHARE_SAMPLE) -> float:
+    """The share of requests the policy sends to the GPUs (from a sample of `w`): what the work estimate reads."""
+    if policy == Policy.SERVERLESS or not fleet.pools or not w.n:
+        return 0.0
+    if policy != Policy.ROUTER:
+        return 1.0
+    idx = np.arange(w.n)
+    if w.n > sample:
+        idx = np.sort(np.random.default_rng(0).choice(w.n, sample, replace=False))
+    some = fleet if fleet.gpus else fleet.resized(1)
+    return float(np.mean(plan(w.take(idx), cfg, some, policy).group >= 0))
+
+
+def work(req: SimRequest, fleet: Fleet, requests: float, minutes: int, share: float = 1.0) -> limits.Work:
+    """What a run of `req` on `fleet` implies, for `requests` over `minutes` (before scaling), `share` of
+    them sent to the GPUs."""
+    sweeps = req.optimize or req.break_even
+    return limits.Work(
+        requests=requests * req.scale,
+        minutes=minutes,
+        gpus=fleet.gpus,
+        slots=max((p.slots for p in fleet.pools), default=1),
+        max_gpus=req.sizing_limit if sweeps else 0,
+        optimize=req.optimize,
+        volumes=limits.VOLUMES_DEFAULT if req.break_even else 0,
+        project=req.project,
+        dedicated_share=share,
+    )
+
+
+def workload(
+    req: SimRequest, traffic: replay.Traffic | None, fleet: Fleet | None = None, cfg: Config | None = None
+) -> Workload:
+    """The request's traffic, scaled: its synthetic profile, else the log selection `traffic`.
+
+    With `fleet` and `cfg`, the run's work is estimated first (`limits.check_work`) and refused
+    before any request is drawn or copied when it is too much."""
+    prof = _profile(req)
+    if prof is not None:
+        profile, label = prof
+        if fleet is not None and cfg is not None:
+            minutes = max(1, round(profile.days * traffic_mod.MINUTES_PER_DAY))
+            sample = traffic_mod.poisson(SHARE_SAMPLE / 3600, 3600, profile, seed=profile.seed)
+            share = dedicated_share(sample, cfg, fleet, req.policy)
+            need = work(req, fleet, traffic_mod.expected_requests(profile), minutes, share)
+            limits.check_work(need, req.face)
+        w = traffic_mod.synthetic(profile, label=label)
+    else:
+        w = _log_workload(req, traffic)
+        if fleet is not None and cfg is not None:
+            limits.check_work(work(req, fleet, w.n, w.minutes, dedicated_share(w, cfg, fleet, req.policy)), req.face)
     return traffic_mod.scale(w, req.scale, seed=0)
 
 
@@ -182,9 +251,8 @@ def configuration(req: SimRequest, cfg: Config) -> Config:
 
 
 def prepare(req: SimRequest, cfg: Config, traffic: replay.Traffic | None = None) -> Prepared:
-    """Build and check every input, so that a bad one is refused before the long work."""
+    """Build and check every input, and estimate the work, so that a bad one is refused before the long work."""
     req.check()
-    w = workload(req, traffic)
     c = configuration(req, cfg)
     fleet = (
         req.fleet.check()
@@ -195,14 +263,9 @@ def prepare(req: SimRequest, cfg: Config, traffic: replay.Traffic | None = None)
         raise ValueError(
             "--optimize needs a GPU type: configure a dedicated endpoint or give --gpu-hourly and --throughput"
         )
-    if _simulates_fleet(req):
-        plan(w.take(np.arange(0)), c, fleet, req.policy)
+    w = workload(req, traffic, fleet, c)
+    plan(w.take(np.arange(0)), c, fleet, req.policy)
     return Prepared(req, w, fleet, c)
-
-
-def _simulates_fleet(req: SimRequest) -> bool:
-    # An optimizing CLI run reports the optimum, so it simulates the given fleet only if none is found.
-    return req.project or not req.optimize
 
 
 class _Steps:
@@ -232,11 +295,10 @@ def compute(
     req, w, fl, c = prep.request, prep.workload, prep.fleet, prep.cfg
     pol, slo, wait = req.policy, req.slo_ms, req.max_wait_ms
     with_be = req.break_even and w.n > 0
-    count = int(_simulates_fleet(req)) + 2 * int(req.project) + int(with_be) + int(req.optimize)
-    steps = _Steps(max(1, count), progress or quiet, on_step)
+    count = 1 + 2 * int(req.project) + int(with_be) + int(req.optimize)
+    steps = _Steps(count, progress or quiet, on_step)
     rep = SimReport(req, w, fl)
-    if _simulates_fleet(req):
-        rep.des = steps.run("Discrete-event simulation of every request…", lambda p: simulate(w, c, fl, pol, slo, wait))
+    rep.des = steps.run("Discrete-event simulation of every request…", lambda p: simulate(w, c, fl, pol, slo, wait))
     if req.project:
         rep.fluid = steps.run("Fluid model on the same sample…", lambda p: project(w, c, fl, pol, slo, wait, days=None))
         rep.month = steps.run(
@@ -255,8 +317,6 @@ def compute(
             "Optimizer…",
             lambda p: optimize(w, c, fl, pol, slo, max_gpus=req.sizing_limit, max_wait_ms=wait, progress=p),
         )
-        if rep.optimum.best is None and rep.des is None:
-            rep.des = simulate(w, c, fl, pol, slo, wait)
     return rep
 
 
@@ -300,8 +360,8 @@ def text(d: dict) -> str:
 
     lines = [
         f"traffic      {d['traffic']['requests']:,} requests over {d['traffic']['span_hours']:g} h "
-        f"({d['traffic']['label']}, ×{d['traffic']['scale']:g})",
-        f"policy       {POLICY_LABELS[d['policy']]}, {d['gpus']} GPU{'s' if d['gpus'] != 1 else ''}",
+        f"({d['traffic']['label']})",  # a scaled workload's label ends with its ×scale
+        f"policy       {POLICY_LABELS[d['policy']]}, {_gpus(d['gpus'])} ({d.get('fleet') or 'the fleet asked for'})",
         f"month        {usd(d['monthly_cost_usd'])} = GPU-hours {usd(d['gpu_cost_usd'])} + metered "
         f"{usd(d['metered_cost_usd'])} + other fixed {usd(d['other_fixed_cost_usd'])}",
         f"split        {d['dedicated_share']:.1%} dedicated, {d['overflow_share']:.1%} overflowed to serverless, "
@@ -317,17 +377,23 @@ def text(d: dict) -> str:
     return "\n".join(lines)
 
 
+def _gpus(n: int) -> str:
+    return f"{n} GPU{'s' if n != 1 else ''}"
+
+
 def _optimum_lines(d: dict) -> list[str]:
-    best = d["best_gpus"]
-    lines = [
-        "optimum      "
-        + (
-            f"{best} GPU{'s' if best != 1 else ''} is the cheapest fleet meeting the target"
-            if best is not None
-            else f"no fleet up to {d['curve'][-1]['gpus']} GPUs meets the target"
-        ),
-        "  gpus   monthly USD   p95 TTFT ms   overflow   method",
-    ]
+    best, (lo, hi) = d["best_gpus"], d["optimizer_range"]
+    above = f"the {_gpus(d['gpus'])} asked for" if d.get("fleet_given") else f"the configured fleet, {_gpus(d['gpus'])}"
+    searched = f"searched {lo}–{hi} × {d.get('optimizer_gpu_type', 'GPU')}; the figures above are {above}"
+    if best is not None:
+        o = d["optimum"]
+        head = (
+            f"{_gpus(best)} is the cheapest fleet meeting the target: ${o['monthly_cost_usd']:,.2f} a month, "
+            f"p95 first token {o['p95_ttft_ms'] or 0:,.0f} ms ({searched})"
+        )
+    else:
+        head = f"no fleet of {lo}–{hi} GPUs meets the target ({searched})"
+    lines = ["optimum      " + head, "  gpus   monthly USD   p95 TTFT ms   overflow   method"]
     for r in d["curve"]:
         lines.append(
             f"  {r['gpus']:>4}   {r['monthly_cost_usd'] or 0:>11,.2f}   {r['p95_ttft_ms'] or 0:>11,.0f}"

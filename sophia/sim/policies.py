@@ -136,7 +136,8 @@ def plan(w: Workload, cfg: Config, fleet: Fleet, policy: str) -> Plan:
             group[ded & (d["endpoint"] == p.name)] = g
         model[ded] = premium  # failover: a dedicated request that cannot be served goes to the premium model
     else:
-        model = np.full(n, primary, dtype=object)
+        model = np.empty(n, dtype=object)
+        model[:] = primary  # one shared str: np.full would make a copy of it for every request
         if policy != Policy.SERVERLESS and active:
             groups.append(active)
             group[:] = 0

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 
 import numpy as np
+
+DES_CHUNK = 1 << 18  # requests whose inputs are unboxed into lists at once (bounds the simulation's memory)
 
 
 def des(
@@ -45,17 +48,11 @@ def des(
     `arrival` must be sorted. Server parameters are per server (lists of equal length).
     """
     n = len(arrival)
-    start = np.full(n, np.nan)
-    server = np.full(n, -1, dtype=np.int64)
-    batch = np.zeros(n, dtype=np.int64)
     m = len(slots)
     if n == 0 or m == 0:
-        return start, server, batch
+        return np.full(n, np.nan), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64)
     if np.any(np.diff(arrival) < 0):
         raise ValueError("arrival times must be sorted")
-    a_list = arrival.tolist()
-    p_list = prompt_tokens.tolist()
-    k_list = tokens.tolist()
     i0 = [float(x) for x in itl0]
     al = [float(x) for x in alpha]
     pre = [float(x) for x in prefill_s]
@@ -64,38 +61,43 @@ def des(
     total_free = sum(free)
     heap: list[tuple[float, int]] = []
     push, pop = heapq.heappush, heapq.heappop
-    st: list[float] = [math.nan] * n
-    sv: list[int] = [-1] * n
-    nb: list[int] = [0] * n
+    # Typed arrays, not lists: 8 bytes a request each instead of a pointer and a boxed number.
+    st = array("d", [math.nan]) * n
+    sv = array("q", [-1]) * n
+    nb = array("q", [0]) * n
     clock = 0.0
-    for i in range(n):
-        a = a_list[i]
-        t = a if a > clock else clock
-        while heap and heap[0][0] <= t:
-            s = pop(heap)[1]
-            free[s] += 1
-            total_free += 1
-        if not total_free:
-            t = heap[0][0]
-            if t - a > max_wait:
-                continue
+    for c0 in range(0, n, DES_CHUNK):  # the inputs as Python lists (fast to index), a chunk at a time
+        a_list = arrival[c0 : c0 + DES_CHUNK].tolist()
+        p_list = prompt_tokens[c0 : c0 + DES_CHUNK].tolist()
+        k_list = tokens[c0 : c0 + DES_CHUNK].tolist()
+        for j, a in enumerate(a_list):
+            t = a if a > clock else clock
             while heap and heap[0][0] <= t:
                 s = pop(heap)[1]
                 free[s] += 1
                 total_free += 1
-        elif t - a > max_wait:
-            continue
-        f = max(free)
-        s = free.index(f)
-        b = cap[s] - f + 1
-        free[s] = f - 1
-        total_free -= 1
-        push(heap, (t + p_list[i] * pre[s] + k_list[i] * (i0[s] + al[s] * (b - 1)), s))
-        clock = t
-        st[i] = t
-        sv[i] = s
-        nb[i] = b
-    return np.asarray(st), np.asarray(sv, dtype=np.int64), np.asarray(nb, dtype=np.int64)
+            if not total_free:
+                t = heap[0][0]
+                if t - a > max_wait:
+                    continue
+                while heap and heap[0][0] <= t:
+                    s = pop(heap)[1]
+                    free[s] += 1
+                    total_free += 1
+            elif t - a > max_wait:
+                continue
+            f = max(free)
+            s = free.index(f)
+            b = cap[s] - f + 1
+            free[s] = f - 1
+            total_free -= 1
+            push(heap, (t + p_list[j] * pre[s] + k_list[j] * (i0[s] + al[s] * (b - 1)), s))
+            clock = t
+            i = c0 + j
+            st[i] = t
+            sv[i] = s
+            nb[i] = b
+    return np.frombuffer(st, dtype=np.float64), np.frombuffer(sv, dtype=np.int64), np.frombuffer(nb, dtype=np.int64)
 
 
 # --- formulas -------------------------------------------------------------------------------

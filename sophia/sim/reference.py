@@ -71,3 +71,24 @@ def comparison_rows(table: dict[str, dict[str, float]], ref: dict[str, SimResult
             row[col] = round(v, 2)
         rows.append(row)
     return rows
+
+
+def scenario_rows(cfg: Config, table: dict[str, dict[str, float]]) -> list[dict]:
+    """The reference scenario itself, one row per run: what serves it and at which rate."""
+    fleet = fleet_mod.from_config(cfg)
+    names = ", ".join(p.name for p in fleet.pools)
+    after_fleet = f"{fleet.gpus} GPU{'s' if fleet.gpus != 1 else ''}: {names}" if fleet.pools else "no GPU"
+    hourly = sum(p.hourly_usd * p.count for p in fleet.pools)
+    before, after = table["before"]["requests_per_s"], table["after"]["requests_per_s"]
+    row = {"Policy": POLICY_LABELS[Policy.ROUTER], "Fleet": after_fleet, "GPUs, USD per hour": hourly}
+    return [
+        {
+            "Run": "Before",
+            "Policy": POLICY_LABELS[Policy.SERVERLESS],
+            "Fleet": "no GPU",
+            "GPUs, USD per hour": 0.0,
+            "Requests/s": before,
+        },
+        {"Run": "After, at the before rate", **row, "Requests/s": before},
+        {"Run": "After", **row, "Requests/s": after},
+    ]

@@ -8,30 +8,31 @@ from sophia.log.export import frame_csv
 from sophia.sim.des import ROUTES
 from sophia.sim.pipeline import SimReport
 
-# The columns of the scenarios' side-by-side table.
-COMPARED = (
-    "traffic",
-    "requests",
-    "policy",
-    "gpus",
-    "GPU type",
-    "USD per GPU-hour",
-    "monthly_cost_usd",
-    "gpu_cost_usd",
-    "metered_cost_usd",
-    "other_fixed_cost_usd",
-    "cost_per_request_usd",
-    "dedicated_share",
-    "overflow_share",
-    "utilization",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p95_ttft_ms",
-    "meets_target",
-    "missed_share",
-    "best_gpus",
-    "month_projection_usd",
-)
+# The figures compared side by side: field -> (label, kind); the page formats each kind
+# ("usd", "share", "ms", "count", "yes/no", "policy", "text").
+COMPARED = {
+    "traffic": ("Traffic", "text"),
+    "requests": ("Requests simulated", "count"),
+    "policy": ("Policy", "policy"),
+    "gpus": ("GPUs", "count"),
+    "GPU type": ("GPU type", "text"),
+    "USD per GPU-hour": ("USD per GPU-hour", "usd"),
+    "monthly_cost_usd": ("Monthly cost", "usd"),
+    "gpu_cost_usd": ("GPU-hours, monthly", "usd"),
+    "metered_cost_usd": ("Metered, monthly", "usd"),
+    "other_fixed_cost_usd": ("Other fixed, monthly", "usd"),
+    "cost_per_request_usd": ("Cost per request", "usd"),
+    "dedicated_share": ("Dedicated share", "share"),
+    "overflow_share": ("Overflow share", "share"),
+    "utilization": ("GPU utilization", "share"),
+    "p50_latency_ms": ("p50 latency", "ms"),
+    "p95_latency_ms": ("p95 latency", "ms"),
+    "p95_ttft_ms": ("p95 first token", "ms"),
+    "meets_target": ("Meets the target", "yes/no"),
+    "missed_share": ("Share missing the target", "share"),
+    "best_gpus": ("Optimizer: cheapest GPUs", "count"),
+    "month_projection_usd": ("Month projection (fluid)", "usd"),
+}
 
 
 def scenario(rep: SimReport, gpu_type: str, hourly_usd: float) -> dict:

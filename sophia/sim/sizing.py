@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sophia.config import Config
+from sophia.sim import limits
 from sophia.sim.analytic import FluidResult, fluid
 from sophia.sim.des import SimResult, simulate
 from sophia.sim.fleet import Fleet
@@ -98,8 +99,9 @@ class _Search:
 
 
 def _check_max_gpus(max_gpus: int) -> None:
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1 or max_gpus > 1024:
-        raise ValueError(f"the largest fleet to try must be a whole number from 1 to 1024 (got {max_gpus!r})")
+    if isinstance(max_gpus, float):  # a whole float such as 8.0 is a typing slip, not a count
+        raise ValueError(f"the largest fleet to try must be {limits.RANGES['max_gpus'].allowed()} (got {max_gpus!r})")
+    limits.check("max_gpus", max_gpus, name="the largest fleet to try")
 
 
 def _fluid_sweep(
@@ -118,6 +120,7 @@ def _fluid_sweep(
     sized = sized_minutes(w, cfg, fleet, policy)
     for i, n in enumerate(counts):
         fl[n] = fluid(sized(n), fleet.resized(n), policy, slo_ms, max_wait_ms, quantiles=True, w_for_costs=w)
+        fl[n].minute = fl[n].minute.iloc[:0].copy()  # the curve reads totals: a wide range keeps no per-minute frames
         if i % 8 == 7:
             say(0.2 * (i + 1) / len(counts), f"Fluid model: {i + 1} of {len(counts)} fleet sizes")
     return fl

@@ -21,11 +21,13 @@ from sophia.analysis.replay import Traffic
 from sophia.ingest import demo
 from sophia.money.periods import MONTH_DAYS
 from sophia.routing import features
+from sophia.sim import limits
 
 DAY_S = 86_400.0
 MINUTE_S = 60.0
 MINUTES_PER_DAY = 1440
 DEFAULT_START = np.datetime64("2025-01-06T00:00:00", "us")  # a Monday, 00:00 UTC
+DAYS = limits.RANGES["days"]  # a profile's span
 
 
 @dataclass
@@ -142,13 +144,9 @@ def from_traffic(
     )
 
 
-def check_scale(k) -> float:
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0:
-        raise ValueError(
-            f"scale must be a number > 0 (got {k!r}): 1 keeps the traffic as recorded, 2 doubles its arrival "
-            "rate, 0.5 halves it"
-        )
-    return float(k)
+def check_scale(k, name: str = "scale") -> float:
+    """The rate multiplier within its range (`limits.RANGES["scale"]`), or a ValueError that states it."""
+    return limits.check("scale", k, name=name)
 
 
 def scale(w: Workload, k: float, seed: int = 0, jitter_s: float = MINUTE_S) -> Workload:
@@ -231,10 +229,16 @@ class Profile:
         def bad(key, value, allowed):
             return ValueError(f"profile {key} = {value!r} is not allowed: expected {allowed}")
 
-        for key in ("requests_per_day", "days", "prompt_tokens_median", "completion_tokens_median"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise bad(key, v, "a number > 0")
+        def within(key, value, limit):
+            try:
+                limits.check(limit, value, name=f"profile {key}")
+            except ValueError:
+                raise bad(key, value, limits.RANGES[limit].allowed()) from None
+
+        within("requests_per_day", self.requests_per_day, "requests_per_day")
+        within("days", self.days, "days")
+        within("prompt_tokens_median", self.prompt_tokens_median, "median_tokens")
+        within("completion_tokens_median", self.completion_tokens_median, "median_tokens")
         if self.requests_per_day * self.days > 50_000_000:
             raise bad(
                 "requests_per_day",
@@ -242,18 +246,23 @@ class Profile:
                 f"at most 50,000,000 requests in all ({self.days:g} days): simulate fewer days and "
                 "project the month with the fluid model",
             )
-        for key in ("prompt_tokens_sigma", "completion_tokens_sigma", "burstiness", "growth_per_month"):
-            v = getattr(self, key)
-            lo = -0.99 if key == "growth_per_month" else 0
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo or v > 10:
-                raise bad(key, v, f"a number from {lo} to 10")
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise bad("max_tokens", self.max_tokens, "a whole number >= 1")
+        for key in ("prompt_tokens_sigma", "completion_tokens_sigma"):
+            within(key, getattr(self, key), "sigma")
+        within("burstiness", self.burstiness, "burstiness")
+        within("growth_per_month", self.growth_per_month, "growth")
+        if isinstance(self.max_tokens, float):
+            raise bad("max_tokens", self.max_tokens, limits.RANGES["max_tokens"].allowed())
+        within("max_tokens", self.max_tokens, "max_tokens")
         for key, n in (("hourly", 24), ("weekly", 7)):
             v = getattr(self, key)
-            ok = len(v) == n and all(isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in v)
+            ok = len(v) == n and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x <= 1e6
+                for x in v
+            )
             if not ok or sum(v) <= 0:
-                raise bad(key, list(v), f"{n} weights >= 0, not all zero")
+                raise bad(key, list(v), f"{n} weights from 0 to 1,000,000, not all zero")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise bad("seed", self.seed, "a whole number from 0 to 4,294,967,295")
         try:
             np.datetime64(self.start, "us")
         except ValueError:
@@ -313,6 +322,11 @@ def minute_rates(profile: Profile, days: float | None = None) -> np.ndarray:
     growth = (1 + profile.growth_per_month) ** (m / (MONTH_DAYS * MINUTES_PER_DAY))
     start = np.datetime64(profile.start, "us")
     return profile.requests_per_day / 1440 * _rhythm(profile, m, start) * growth
+
+
+def expected_requests(profile: Profile) -> float:
+    """The requests a profile draws on average (what the work estimate reads before drawing them)."""
+    return float(minute_rates(profile).sum())
 
 
 def tokens(profile: Profile, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -405,7 +419,7 @@ def fit_profile(w: Workload, days: float | None = None) -> Profile:
     max_tok = int(max(1, w.completion_tokens.max(initial=1)))
     return Profile(
         requests_per_day=w.n / w.span_s * DAY_S,
-        days=days if days is not None else max(w.span_s / DAY_S, 1 / 1440),
+        days=days if days is not None else min(max(w.span_s / DAY_S, DAYS.lo), DAYS.hi),
         hourly=hourly,
         weekly=weekly,
         burstiness=min(burst, 10.0),

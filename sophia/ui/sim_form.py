@@ -1,19 +1,24 @@
-"""The Cost simulator's sidebar as data: defaults, presets, and the fields as a `sim.SimRequest`.
+"""The Cost simulator's inputs as data: defaults, presets, ranges, and the fields as a `sim.SimRequest`.
 
 Streamlit-free: `state` is any mapping of the page's widget keys (`st.session_state` on the
-page), so the defaults and the request the sidebar makes are testable without a browser.
+page), so the defaults, the checks and the request the form makes are testable without a browser.
+Every numeric field has a range (`FIELDS`, from `sophia.sim.limits.RANGES`), checked before any
+work with a one-line error that names the field and states the range.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sophia import sim
 from sophia.config import Config
-from sophia.sim import choices
+from sophia.sim import choices, limits
 from sophia.sim import workload as traffic_mod
+from sophia.ui import appstate
 
 LOGGED, SYNTHETIC = "Logged or imported traffic", "Synthetic profile"
 
@@ -30,7 +35,7 @@ POLICY_HELP = {
     sim.Policy.DEDICATED: "Everything on the GPUs, queueing as long as it takes: no overflow.",
 }
 
-# The widget keys whose values make a run: a run remembers them to tell when the sidebar changed.
+# The widget keys whose values make a run: a run remembers them to tell when the form changed.
 INPUTS = (
     "sim_mode",
     "sim_sources",
@@ -71,13 +76,163 @@ INPUTS = (
     "sim_opt",
     "sim_max_gpus",
     "sim_be",
-    "sim_name",
 )
+
+
+@dataclass(frozen=True)
+class Field:
+    """A numeric field of the form: its widget, its range in `limits.RANGES`, its label and help."""
+
+    key: str
+    range: str
+    label: str
+    step: float
+    format: str | None = None
+    help: str = ""  # may name {primary} and {premium}, the serverless models
+
+
+FIELDS: dict[str, Field] = {
+    f.key: f
+    for f in (
+        Field(
+            "sim_scale",
+            "scale",
+            "Scale (× arrival rate)",
+            0.5,
+            "%.3f",
+            "2 doubles the arrival rate over the same span (copies laid over the traffic), 0.5 keeps a random half.",
+        ),
+        Field(
+            "sim_growth",
+            "growth",
+            "Growth per month",
+            0.05,
+            "%.2f",
+            "For the month projection: 0.1 = 10% more traffic each month.",
+        ),
+        Field("sim_rpd", "requests_per_day", "Requests per day", 10_000.0, "%.0f", "An average day of the week."),
+        Field("sim_days", "days", "Days to simulate", 1.0, "%.3f"),
+        Field(
+            "sim_burst",
+            "burstiness",
+            "Burstiness",
+            0.1,
+            "%.2f",
+            "Coefficient of variation of the per-minute rate (0: Poisson arrivals).",
+        ),
+        Field("sim_pmed", "median_tokens", "Prompt tokens, median", 10.0, "%.0f"),
+        Field("sim_psig", "sigma", "Prompt sigma (log)", 0.1, "%.2f"),
+        Field("sim_maxtok", "max_tokens", "max_tokens", 64, None, "Outputs are capped here."),
+        Field("sim_cmed", "median_tokens", "Output tokens, median", 10.0, "%.0f"),
+        Field("sim_csig", "sigma", "Output sigma (log)", 0.1, "%.2f"),
+        Field("sim_gpus", "gpus", "GPUs", 1, None, "Servers of the GPU type (0: none)."),
+        Field("sim_hourly", "gpu_hourly", "USD per GPU-hour", 0.1, "%.3f", "Busy or idle."),
+        Field(
+            "sim_tps",
+            "throughput",
+            "Output tokens/s",
+            100.0,
+            "%.0f",
+            "One server's output tokens per second with a full batch.",
+        ),
+        Field("sim_prefill", "prefill", "Prefill tokens/s", 1000.0, "%.0f", "0 ignores prefill."),
+        Field("sim_conc", "max_concurrency", "Max concurrency", 1, None, "Requests in one batch."),
+        Field("sim_itl", "itl_ms", "Unloaded ms per output token", 1.0, "%.1f", "At a batch of one request."),
+        Field("sim_in", "price", "Primary in $/1M", 0.01, "%.3f", "{primary}: USD per 1M input tokens."),
+        Field("sim_out", "price", "Primary out $/1M", 0.01, "%.3f", "{primary}: USD per 1M output tokens."),
+        Field("sim_pin", "price", "Premium in $/1M", 0.01, "%.3f", "{premium}: USD per 1M input tokens."),
+        Field("sim_pout", "price", "Premium out $/1M", 0.01, "%.3f", "{premium}: USD per 1M output tokens."),
+        Field("sim_ttft", "serverless_ttft_ms", "Serverless first token (ms)", 10.0, "%.0f"),
+        Field("sim_tpot", "serverless_tpot_ms", "Serverless ms per token", 1.0, "%.1f"),
+        Field("sim_rpm", "rate_limit_rpm", "Rate limit (requests/min, 0 = none)", 100.0, "%.0f"),
+        Field("sim_other_servers", "other_usd", "Other servers (USD/month)", 10.0, "%.0f"),
+        Field("sim_other_storage", "other_usd", "Storage (USD/month)", 10.0, "%.0f"),
+        Field("sim_other_network", "other_usd", "Network (USD/month)", 10.0, "%.0f"),
+        Field("sim_slo", "slo_ms", "Target p95 first token (ms)", 50.0, "%.0f"),
+        Field(
+            "sim_wait",
+            "max_wait_ms",
+            "Wait before overflow (ms)",
+            50.0,
+            "%.0f",
+            "A dedicated request that would "
+            "queue longer goes serverless. Empty: the target less the p95 first token on an idle GPU.",
+        ),
+        Field(
+            "sim_max_gpus",
+            "max_gpus",
+            "Optimizer: up to GPUs",
+            1,
+            None,
+            "The largest fleet the optimizer and break-even try.",
+        ),
+    )
+}
+# The form's rows of numeric fields, by section (each row one line of columns on a wide screen).
+LAYOUT: dict[str, tuple[tuple[str, ...], ...]] = {
+    "traffic": (("sim_scale", "sim_growth"),),
+    "profile": (("sim_rpd", "sim_days", "sim_burst"), ("sim_pmed", "sim_psig", "sim_maxtok"), ("sim_cmed", "sim_csig")),
+    "fleet": (("sim_gpus", "sim_hourly", "sim_tps"), ("sim_prefill", "sim_conc", "sim_itl")),
+    "serverless": (("sim_in", "sim_out", "sim_pin", "sim_pout"), ("sim_ttft", "sim_tpot", "sim_rpm")),
+    "fixed": (("sim_other_servers", "sim_other_storage", "sim_other_network"),),
+    "target": (("sim_slo", "sim_wait"),),
+}
+SYNTHETIC_ONLY = ("sim_rpd", "sim_days", "sim_burst")  # the profile's volume: unused for logged traffic
+
+
+def range_help(key: str, **names: str) -> str:
+    """A field's help: what it is, then its allowed range."""
+    f = FIELDS[key]
+    allowed = limits.RANGES[f.range].allowed()
+    return f"{f.help.format(**names)} Allowed: {allowed[0].lower()}{allowed[1:]}.".strip()
+
+
+def check(state: Mapping[str, Any], synthetic: bool) -> None:
+    """Every numeric field within its range, in the page's order (a ValueError names the first that is not).
+
+    The wait before overflow may be empty (None: the default budget)."""
+    for key, f in FIELDS.items():
+        if key not in state or (key == "sim_wait" and state[key] is None):
+            continue
+        if not synthetic and key in SYNTHETIC_ONLY:
+            continue
+        limits.check(f.range, state[key], name=f.label)
 
 
 def inputs(state: Mapping[str, Any]) -> dict:
     """The run's inputs as they stand in `state`."""
     return {k: state[k] for k in INPUTS if k in state}
+
+
+def run_key(state: Mapping[str, Any], data_version: Sequence) -> str:
+    """What identifies a run: its inputs and the log's data version (the same key, the same result)."""
+    return hashlib.sha1(repr((sorted(inputs(state).items()), tuple(data_version))).encode()).hexdigest()
+
+
+def selection(
+    state: Mapping[str, Any], now: datetime, default_range: str = appstate.DEFAULT_RANGE
+) -> tuple[list[str], datetime | None, datetime | None, str]:
+    """The log selection: (sources, start, end, its description); a ValueError for an unusable range."""
+    sources = list(state.get("sim_sources") or [])
+    preset = state.get("sim_range", default_range)
+    dates = state.get("sim_dates")
+    if dates is not None and not isinstance(dates, (tuple, list)):
+        dates = (dates,)
+    start, end = appstate.resolve_range(preset, now, dates)
+    who = ", ".join(sources) if sources else "all sources"
+    if preset == "All time":
+        when = "the whole log"
+    elif preset == "Custom":
+        first, last = start.date(), (end - timedelta(days=1)).date()
+        when = f"{first}" if first == last else f"{first} to {last} (UTC)"
+    else:
+        when = preset.lower()
+    return sources, start, end, f"{who}, {when}"
+
+
+def default_dates(today: date) -> tuple[date, date]:
+    """The custom range's first value: the last seven days."""
+    return today - timedelta(days=6), today
 
 
 def gpu_fields(preset: Mapping[str, Any]) -> dict:
@@ -193,16 +348,18 @@ def request(
     state: Mapping[str, Any],
     cfg: Config,
     gpu_preset: Mapping[str, Any],
-    traffic: tuple[list[str], datetime | None, datetime | None],
+    traffic: tuple[list[str], datetime | None, datetime | None, str],
     settings: dict | None,
     synthetic: bool,
 ) -> sim.SimRequest:
-    """The sidebar's fields as a simulation request (a ValueError says which field is wrong).
+    """The form's fields as a simulation request (a ValueError says which field is wrong).
 
-    `traffic` is the logged selection (sources, start, end), unused for a synthetic profile;
-    `settings` the chosen policy version's settings (None: the current ones).
+    `traffic` is the logged selection (sources, start, end, its description), unused for a
+    synthetic profile; `settings` the chosen policy version's settings (None: the current ones).
+    Every field is checked against its range first (`check`).
     """
-    sources, start, end = traffic
+    check(state, synthetic)
+    sources, start, end, label = traffic
     return sim.SimRequest(
         source=None if synthetic else list(sources),
         profile=_profile(state) if synthetic else None,
@@ -222,4 +379,6 @@ def request(
         optimize=bool(state["sim_opt"]),
         max_gpus=int(state["sim_max_gpus"]),
         break_even=bool(state["sim_be"]),
+        selection=None if synthetic else label,
+        face="page",
     )

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from sophia import sim
 from sophia.money.periods import MONTH_DAYS
+from sophia.sim import breakeven, reference, scenarios
 from sophia.sim import workload as traffic_mod
 from sophia.ui.appstate import ms, pct, usd
 from sophia.ui.charts import PALETTE, RED, SLATE, TIER_COLORS, stacked_bars
@@ -29,6 +30,48 @@ SERVED = (sim.DEDICATED, sim.SERVERLESS, sim.OVERFLOW)  # route codes, in the hi
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def money(x: float | None) -> str:
+    """Dollars, or "—" for a missing figure (None or NaN)."""
+    return "—" if _missing(x) else usd(float(x))
+
+
+def share(x: float | None) -> str:
+    return "—" if _missing(x) else pct(float(x))
+
+
+def millis(x: float | None) -> str:
+    return "—" if _missing(x) else ms(float(x))
+
+
+def count(x: float | None) -> str:
+    return "—" if _missing(x) else f"{float(x):,.0f}"
+
+
+def yes_no(x: Any) -> str:
+    return "—" if _missing(x) else ("yes" if x else "no")
+
+
+KINDS = {
+    "usd": money,
+    "share": share,
+    "ms": millis,
+    "count": count,
+    "yes/no": yes_no,
+    "policy": lambda p: "—" if _missing(p) else sim.POLICY_LABELS.get(p, str(p)),
+    "text": lambda x: "—" if _missing(x) else str(x),
+}
+
+
+EMPTY_STATE = (
+    "Set the traffic, the fleet, the prices and the policy above, then press **Run simulation**: "
+    "the results appear here and stay until the next run."
+)
 
 
 def headline(report: sim.SimReport) -> str:
@@ -180,14 +223,51 @@ def latency_histogram(des: sim.SimResult, pick: np.ndarray, first_token: bool) -
     return fig
 
 
+TIERS = {"all": "All requests", "dedicated": "Dedicated", "serverless": "Serverless (incl. overflow)"}
+
+
 def latency_table(des: sim.SimResult) -> pd.DataFrame:
-    """Percentiles of first token and latency per tier."""
+    """Percentiles of first token and end-to-end latency per tier (tiers that served nothing are left out)."""
     rows = [
-        {"tier": tier, "measure": "first token" if what == "ttft_ms" else "latency", **v[what]}
+        {
+            "Tier": TIERS.get(tier, tier),
+            "Measure": "Time to first token" if what == "ttft_ms" else "End-to-end latency",
+            **{f"{q} (ms)": count(v[what][q]) for q in ("p50", "p95", "p99")},
+        }
         for tier, v in des.latency().items()
         for what in ("ttft_ms", "latency_ms")
         if v[what]
     ]
+    return pd.DataFrame(rows, columns=["Tier", "Measure", "p50 (ms)", "p95 (ms)", "p99 (ms)"])
+
+
+_COMPARE_FORMAT = {"USD": money, "share": share, "ms": millis}
+
+
+def compare_table(des: sim.SimResult, flu: sim.FluidResult) -> pd.DataFrame:
+    """`sim.compare` for people: each figure in its unit, the difference in the same unit, the relative one in %."""
+    df = sim.compare(des, flu)
+    rows = []
+    for r in df.itertuples(index=False):
+        unit = "USD" if "(USD)" in r.metric else ("ms" if "(ms)" in r.metric else "share")
+        fmt = _COMPARE_FORMAT[unit]
+        diff = r.difference
+        if unit == "share":
+            diff_text = "—" if _missing(diff) else f"{100 * diff:+.1f} pts"
+        elif unit == "USD":
+            diff_text = "—" if _missing(diff) else ("+" if diff > 0 else "") + usd(float(diff))
+        else:
+            diff_text = "—" if _missing(diff) else f"{diff:+,.0f} ms"
+        rel = "—" if _missing(r.relative) else f"{100 * r.relative:+.1f}%"
+        rows.append(
+            {
+                "Figure": r.metric,
+                "Simulation": fmt(r.simulation),
+                "Fluid model": fmt(r.fluid),
+                "Fluid − simulation": diff_text,
+                "Relative": rel,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -213,7 +293,14 @@ def break_even_chart(be: Any, this_volume: float) -> go.Figure:
     ):
         fig.add_scatter(x=df["requests_per_month"], y=df[col], name=name, mode="lines+markers", line=dict(color=color))
     for c in be.crossovers:
-        fig.add_vline(x=c["requests_per_month"], line_dash="dot", line_color=SLATE)
+        fig.add_vline(
+            x=c["requests_per_month"],
+            line_dash="dot",
+            line_color=SLATE,
+            annotation_text=f"{c['between'][0]} = {c['between'][1]}",
+            annotation_position="bottom right",
+            annotation_font_size=10,
+        )
         fig.add_scatter(
             x=[c["requests_per_month"]],
             y=[c["monthly_cost_usd"]],
@@ -236,19 +323,21 @@ def break_even_chart(be: Any, this_volume: float) -> go.Figure:
 
 
 def crossovers_table(be: Any) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
+    """Every baseline against every other curve: the crossover volume, or which is cheaper throughout."""
+    rows = []
+    for row in breakeven.pairs(be):
+        c = row["crossover"]
+        a, b = row["between"]
+        rows.append(
             {
-                "curves": f"{a} ↔ {b}",
-                "requests per month": round(c["requests_per_month"]),
-                "requests/s": round(c["requests_per_s"], 3),
-                "monthly cost": round(c["monthly_cost_usd"], 2),
-                "cheaper above": c["cheaper_above"],
+                "Curves": f"{a} vs {b}",
+                "Verdict": row["verdict"],
+                "Crossover (requests/month)": count(c["requests_per_month"]) if c else "—",
+                "Crossover (requests/s)": f"{c['requests_per_s']:,.3f}" if c else "—",
+                "Monthly cost there": money(c["monthly_cost_usd"]) if c else "—",
             }
-            for c in be.crossovers
-            for a, b in [c["between"]]
-        ]
-    )
+        )
+    return pd.DataFrame(rows)
 
 
 def break_even_caption(be: Any) -> str:
@@ -303,17 +392,41 @@ def optimizer_chart(opt: Any) -> go.Figure:
     return fig
 
 
+OPTIMIZER_COLUMNS = (
+    ("gpus", "GPUs", str),
+    ("monthly_cost_usd", "Monthly cost", money),
+    ("p95_ttft_ms", "p95 first token", millis),
+    ("overflow_share", "Overflow", share),
+    ("utilization", "GPU utilization", share),
+    ("meets_target", "Meets the target", yes_no),
+    ("method", "From", {"simulation": "simulation", "fluid": "fluid model"}.get),
+    ("fluid_monthly_cost_usd", "Fluid model: monthly cost", money),
+    ("fluid_p95_ttft_ms", "Fluid model: p95 first token", millis),
+    ("fluid_meets_target", "Fluid model: meets the target", yes_no),
+)
+
+
+def optimizer_table(opt: Any) -> pd.DataFrame:
+    """The optimizer's curve with labels and units, "—" where a figure is missing."""
+    cur = opt.curve
+    return pd.DataFrame({label: [fmt(v) for v in cur[col]] for col, label, fmt in OPTIMIZER_COLUMNS if col in cur})
+
+
+def optimizer_range(opt: Any) -> str:
+    return f"{int(opt.curve['gpus'].min())}–{int(opt.curve['gpus'].max())} GPUs"
+
+
 def optimizer_verdict(opt: Any) -> tuple[bool, str]:
     """(found, message): the cheapest fleet meeting the target, or why there is none."""
     if opt.best_gpus is None:
         return False, (
-            f"No fleet of up to {int(opt.curve['gpus'].max())} GPUs meets the target under this policy: raise "
+            f"No fleet of {optimizer_range(opt)} meets the target under this policy: raise "
             "the target, allow more GPUs, or change the policy."
         )
     return True, (
         f"**{_plural(opt.best_gpus, 'GPU')}** is the cheapest fleet meeting "
         f"the target: {usd(opt.best.costs.monthly_usd)} a month "
-        f"(found in {opt.elapsed_s:.1f} s)."
+        f"(searched {optimizer_range(opt)} in {opt.elapsed_s:.1f} s). The figures above are the fleet you set."
     )
 
 
@@ -331,5 +444,38 @@ def reference_caption(published: Mapping[str, Any], after: Mapping[str, Any]) ->
         f"GPU utilization {pct(after['utilization'])}. "
         f"The latency row is the p50 time to first token (end-to-end p50 after: "
         f"{ms(after['p50_latency_ms'])}). The published table does not say its tokens per request: "
-        "the simulation uses the synthetic profile's distributions from the sidebar."
+        "the simulation uses the synthetic profile's token distributions (Traffic inputs)."
     )
+
+
+REFERENCE_ROWS = {"monthly_cost_usd": money, "requests_per_s": lambda v: f"{v:,.1f}", "latency_ms": millis}
+
+
+def reference_table(rows: list[dict]) -> pd.DataFrame:
+    """`reference.comparison_rows` for people: the published and simulated figures, each in its unit."""
+    out = []
+    for key, row in zip(REFERENCE_ROWS, rows, strict=True):
+        fmt = REFERENCE_ROWS[key]
+        out.append({"Figure": row[""]} | {k[:1].upper() + k[1:]: fmt(v) for k, v in row.items() if k})
+    return pd.DataFrame(out)
+
+
+def reference_scenario_table(cfg: Any, published: Mapping[str, Any]) -> pd.DataFrame:
+    """The reference scenario's runs: policy, fleet and request rate of each."""
+    return pd.DataFrame(
+        [
+            r | {"GPUs, USD per hour": money(r["GPUs, USD per hour"]), "Requests/s": f"{r['Requests/s']:g}"}
+            for r in reference.scenario_rows(cfg, published)
+        ]
+    )
+
+
+def scenarios_table(saved: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Saved scenarios side by side: one column each, the figures as labelled rows."""
+    table = scenarios.side_by_side(dict(saved))
+    fmt = {f: KINDS[kind] for f, (_, kind) in scenarios.COMPARED.items()}
+    out = pd.DataFrame(
+        {name: [fmt[f](table.at[f, name]) for f in table.index] for name in table.columns},
+        index=pd.Index([scenarios.COMPARED[f][0] for f in table.index], name="Figure"),
+    )
+    return out
