@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import tomllib
+import tracemalloc
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ from sophia.ingest import demo, importers
 from sophia.log.db import Database
 from sophia.money import pricing
 from sophia.sim import fleet as fleet_mod
-from sophia.sim import queueing
+from sophia.sim import limits, queueing
 from sophia.sim import workload as traffic_mod
 from sophia.sim.fleet import Fleet, GPUPool
 from tests.helpers import reference, reference_config, write_toml
@@ -572,3 +576,179 @@ def test_scenario_export_makes_a_formula_name_inert(bursty):
         assert lines[0].startswith("scenario,")
         assert not lines[1].startswith("=") and not lines[1].startswith('"=')
         assert "HYPERLINK" in lines[1]
+
+
+# --- ranges, work limits, the CLI's answers --------------------------------------------------------
+
+EXAMPLE = ROOT / "examples" / "traffic.toml"
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from sophia.cli.dispatch import main
+
+    code = main(["simulate", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_every_range_is_stated_in_its_error():
+    for key, r in limits.RANGES.items():
+        bad = r.hi * 2 + 1
+        with pytest.raises(ValueError, match=re.escape(f"must be {r.allowed()} (got ")):
+            limits.check(key, bad)
+        with pytest.raises(ValueError, match=re.escape(r.allowed())):
+            limits.check(key, math.nan)
+        assert limits.check(key, r.hi) == r.hi
+    assert "from 0.001 to 10,000" in limits.RANGES["scale"].allowed()
+    with pytest.raises(ValueError, match=r"GPUs must be a whole number from 0 to 1,024 \(got 2.5\)"):
+        limits.check("gpus", 2.5)
+
+
+def test_the_cli_refuses_a_huge_scale_in_one_line(capsys):
+    code, out, err = _cli(capsys, "--profile", str(EXAMPLE), "--scale", "1000000")
+    assert code == 1 and not out
+    assert err.strip() == (
+        "sophia: error: --scale must be a number from 0.001 to 10,000 (got 1,000,000): 1 keeps the traffic "
+        "as recorded, 2 doubles its rate"
+    )
+    for argv, said in (
+        (("--gpus", "5000"), "--gpus must be a whole number from 0 to 1,024 (got 5,000)"),
+        (("--slo-ms", "nan"), "--slo-ms must be a number > 0 and at most 600,000 (got nan)"),
+        (("--throughput", "0"), "--throughput must be a number > 0 and at most 1,000,000 (got 0)"),
+        (("--max-concurrency", "5000"), "--max-concurrency must be a whole number from 1 to 4,096 (got 5,000)"),
+    ):
+        code, _, err = _cli(capsys, "--profile", str(EXAMPLE), *argv)
+        assert code == 1 and len(err.strip().splitlines()) == 1 and said in err, err
+
+
+def test_work_beyond_the_memory_budget_is_refused_before_any_request_is_drawn():
+    """A profile of 20 million requests: refused with the limit, having allocated next to nothing."""
+    prof = traffic_mod.Profile(requests_per_day=20_000_000, days=1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=f"at most {limits.MAX_REQUESTS:,} fit in 1 GB") as e:
+            sim.prepare(sim.SimRequest(profile=prof, gpus=2), CFG)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "lower --scale" in str(e.value)
+    assert peak < 50e6, peak
+    # A span too long for the budget (a log mixing years): refused by its minutes, with what fits.
+    with pytest.raises(ValueError, match=r"the traffic spans 1,584,000 minutes \(1,100 days\): .* at most"):
+        limits.check_work(limits.Work(requests=10_000, minutes=1_584_000, gpus=2, slots=32), "cli")
+
+
+def test_an_optimizer_range_too_wide_says_how_far_it_may_go():
+    prof = traffic_mod.Profile(requests_per_day=200_000, days=7)
+    req = sim.SimRequest(profile=prof, gpus=2, policy="dedicated-first", optimize=True, max_gpus=1024, face="page")
+    with pytest.raises(ValueError, match=r"the optimizer's range of 0–1,024 GPUs .* set Optimizer: up to GPUs to") as e:
+        sim.prepare(req, CFG)
+    most = int(re.search(r"to ([\d,]+) or less", str(e.value)).group(1).replace(",", ""))
+    assert 1 <= most < 1024
+    need = sim.pipeline.work(req, fleet(2), traffic_mod.expected_requests(prof), 10_080)
+    assert limits.largest_range(need) == most
+    sim.prepare(replace(req, max_gpus=most), CFG)  # within the range it names, the run is accepted
+
+
+def test_the_memory_estimate_bounds_a_full_run():
+    """Every request on the GPUs (the heaviest policy), with the fluid model, month, optimizer and break-even:
+    the traced peak stays within what the estimate allows for it."""
+    prof = traffic_mod.Profile(requests_per_day=150_000, days=1, burstiness=0.3)
+    req = sim.SimRequest(
+        profile=prof, gpus=2, policy="dedicated-first", project=True, optimize=True, max_gpus=8, break_even=True
+    )
+    prep = sim.prepare(req, CFG)
+    w = prep.workload
+    need = sim.pipeline.work(req, prep.fleet, w.n, w.minutes)
+    tracemalloc.start()
+    try:
+        sim.compute(prep)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak + w.n * 48 <= need.memory_bytes, (peak, need.memory_bytes)  # 48 B: the workload, made before
+
+
+def test_optimize_reports_the_gpus_asked_for(capsys):
+    code, out, _ = _cli(capsys, "--profile", str(EXAMPLE), "--gpus", "4", "--optimize")
+    assert code == 0
+    assert "Router policy, 4 GPUs" in out
+    assert re.search(r"optimum .*searched 0–32 × \S+; the figures above are the 4 GPUs asked for", out), out
+    code, out, _ = _cli(capsys, "--profile", str(EXAMPLE), "--gpus", "4", "--optimize", "--json")
+    data = json.loads(out)
+    assert data["gpus"] == 4 and data["fleet_given"] and data["optimizer_range"] == [0, 32]
+    assert data["optimum"]["gpus"] == data["best_gpus"]
+
+
+def test_the_readme_profile_example_ships_and_runs(capsys):
+    """README: `sophia simulate --profile examples/traffic.toml --policy dedicated --slo-ms 300 --optimize`."""
+    p = traffic_mod.load_profile(EXAMPLE)
+    assert p.requests_per_day == 200_000 and p.growth_per_month == 0.1
+    code, out, err = _cli(capsys, "--profile", str(EXAMPLE), "--policy", "dedicated", "--slo-ms", "300", "--optimize")
+    assert code == 0, err
+    assert f"(profile {EXAMPLE})" in out and "All dedicated" in out and "optimum" in out
+
+
+def test_log_selections_are_described():
+    t0, t1 = datetime(2025, 1, 6), datetime(2025, 1, 13)
+    assert sim.pipeline.selection_label(None, None, None) == "all sources, the whole log"
+    assert sim.pipeline.selection_label(["demo"], t0, t1) == "demo, 2025-01-06 00:00 to 2025-01-13 00:00 UTC"
+    from sophia.ui import sim_form
+
+    now = datetime(2025, 1, 13, 12, 0)
+    assert sim_form.selection({"sim_range": "Last 7 days"}, now)[3] == "all sources, last 7 days"
+    assert sim_form.selection({"sim_range": "All time", "sim_sources": ["a", "b"]}, now)[3] == "a, b, the whole log"
+    custom = {"sim_range": "Custom", "sim_dates": (t0.date(), t1.date())}
+    assert sim_form.selection(custom, now)[3] == "all sources, 2025-01-06 to 2025-01-13 (UTC)"
+
+
+def test_the_event_simulation_in_chunks_is_the_same(bursty, monkeypatch):
+    whole = sim.simulate(bursty, CFG, fleet(2), "dedicated-first", 300)
+    monkeypatch.setattr(queueing, "DES_CHUNK", 97)
+    chunked = sim.simulate(bursty, CFG, fleet(2), "dedicated-first", 300)
+    assert np.array_equal(whole.route, chunked.route) and np.array_equal(whole.ttft_ms, chunked.ttft_ms)
+
+
+def test_break_even_lists_every_pair_and_sizes_like_a_linear_search():
+    from sophia.sim import breakeven
+
+    w = traffic_mod.poisson(5, 1800, seed=1)
+    be = sim.break_even(w, CFG, fleet(1), slo_ms=500, multipliers=np.geomspace(0.02, 20, 12), max_gpus=16)
+    rows = breakeven.pairs(be)
+    assert {r["between"] for r in rows} == {
+        ("all-serverless", "dedicated-only"),
+        ("all-serverless", "hybrid"),
+        ("dedicated-only", "hybrid"),
+    }
+    assert all(r["verdict"] for r in rows)
+    # The fewest GPUs meeting the target at each volume: as a scan from one GPU up finds them.
+    for k, got in zip(be.curves["multiplier"], be.curves["dedicated_only_gpus"], strict=True):
+        scan = next(
+            (
+                n
+                for n in range(1, 17)
+                if sim.fluid(
+                    sim.sized_minutes(w, CFG, fleet(1), "dedicated")(n).scaled(k),
+                    fleet(1).resized(n),
+                    "dedicated",
+                    500,
+                    quantiles=False,
+                    w_for_costs=w,
+                ).meets_target
+            ),
+            None,
+        )
+        assert (None if got != got else got) == scan, (k, got, scan)
+    with pytest.raises(ValueError, match=r"the number of break-even volumes must be a whole number from 2 to 200"):
+        sim.break_even(w, CFG, fleet(1), multipliers=[1.0])
+
+
+def test_profile_ranges():
+    for text, said in (
+        ("days = 365\n", "profile days = 365 is not allowed: expected a number from 0.001 to 92"),
+        ("requests_per_day = 1e9\n", "expected a number > 0 and at most 100,000,000"),
+        ("max_tokens = 0\n", "profile max_tokens = 0 is not allowed: expected a whole number from 1 to 1,000,000"),
+        ("seed = -1\n", "profile seed = -1 is not allowed"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            traffic_mod.profile_from_dict(tomllib.loads(text))

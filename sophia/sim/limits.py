@@ -121,7 +121,12 @@ RANGES: dict[str, Range] = {
         0, 600_000, "Wait before overflow (ms)", hint="leave it empty for the target less an idle GPU's first token"
     ),
     "max_gpus": Range(
-        1, 1024, "up to GPUs", "--max-gpus", whole=True, hint="the largest fleet the optimizer and break-even try"
+        1,
+        1024,
+        "Optimizer: up to GPUs",
+        "--max-gpus",
+        whole=True,
+        hint="the largest fleet the optimizer and break-even try",
     ),
     "volumes": Range(2, 200, "break-even volumes", whole=True, hint="points of the volume sweep"),
     "multiplier": Range(0, 1_000_000, "a break-even volume multiplier", lo_open=True),

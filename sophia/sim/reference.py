@@ -5,6 +5,7 @@ from __future__ import annotations
 from sophia.config import Config
 from sophia.money import presets
 from sophia.sim import fleet as fleet_mod
+from sophia.sim import limits
 from sophia.sim import workload as traffic_mod
 from sophia.sim.des import SimResult, simulate
 from sophia.sim.policies import DEFAULT_SLO_MS, POLICY_LABELS, Policy, Progress, quiet
@@ -41,6 +42,8 @@ def reference_scenario(
     under the router policy at the 'before' and 'after' rates (flat Poisson arrivals for `seconds`,
     tokens from `profile`), each priced for a month."""
     say = progress or quiet
+    seconds = limits.check("reference_seconds", seconds, name="the reference scenario's seconds")
+    slo_ms = limits.check("slo_ms", slo_ms, name="the latency target (ms)")
     fleet = fleet_mod.from_config(cfg)
     out = {}
     runs = (

@@ -303,15 +303,20 @@ def fitted_fields(prof: traffic_mod.Profile) -> dict:
     }
 
 
+TOKEN_FIELDS = ("sim_pmed", "sim_psig", "sim_cmed", "sim_csig", "sim_maxtok")
+
+
 def token_profile(state: Mapping[str, Any]) -> traffic_mod.Profile:
-    """The synthetic profile's token distributions only (the reference scenario sets the rates)."""
+    """The synthetic profile's token distributions only (the reference scenario sets the rates), checked."""
+    for key in TOKEN_FIELDS:
+        limits.check(FIELDS[key].range, state[key], name=FIELDS[key].label)
     return traffic_mod.Profile(
         prompt_tokens_median=state["sim_pmed"],
         prompt_tokens_sigma=state["sim_psig"],
         completion_tokens_median=state["sim_cmed"],
         completion_tokens_sigma=state["sim_csig"],
         max_tokens=int(state["sim_maxtok"]),
-    )
+    ).check()
 
 
 def _profile(state: Mapping[str, Any]) -> traffic_mod.Profile:
