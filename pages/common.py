@@ -277,7 +277,7 @@ def load_demo(n: int = appstate.DEMO_REQUESTS, days: int = appstate.DEMO_DAYS) -
         st.write(f"Generating {n:,} requests over {days} days with the routing policy…")
         table = demo.generate(rt.cfg, n, days, seed=int(time.time()) % 100_000)
         st.write("Writing them to the log in one append…")
-        demo.write(rt.db, table, rt.router.policy_version)
+        demo.write(rt.db, table, rt.router.policy_version, rt.cfg)
         status.update(label=f"Loaded {n:,} demo requests (source 'demo')", state="complete", expanded=False)
     st.toast(f"Loaded {n:,} demo requests", icon=":material/check_circle:")
     time.sleep(0.3)

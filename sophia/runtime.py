@@ -16,7 +16,7 @@ from sophia.budgets import model as bmod
 from sophia.budgets import store as budget_store
 from sophia.budgets.guard import BudgetGuard
 from sophia.config import Config
-from sophia.log import versions
+from sophia.log import fleet_store, versions
 from sophia.log.db import Database, DatabaseBusy, DatabaseError
 from sophia.log.writer import Writer
 from sophia.routing.backends.base import Backend
@@ -62,12 +62,14 @@ class Runtime:
         with db.cursor(wait_s, on_wait) as cur:
             version, active = versions.resolve(cur, cfg)
             budget_version, budgets = budget_store.resolve(cur, cfg)
+            fleet_periods = fleet_store.synced(cur, active, now())
         writer = Writer(db, cfg.flush_interval_s)
         if backends is None:  # keys from the environment, else .streamlit/secrets.toml
             backends = make_backends(active, sleep, config_mod.load_secrets())
         router = Router(active, writer, backends, sleep=sleep, policy_version=version)
         notifier = alerts_mod.Notifier(db, alerts_mod.webhook_url(alert_settings.webhook_url_env))
         guard = BudgetGuard(active, budgets, bmod.zone(alert_settings.timezone), now=now, on_alert=notifier.raise_alert)
+        guard.set_fleet(fleet_periods)
         router.guard = guard
         rt = cls(active, db, writer, router, guard, notifier, alert_settings, budget_version)
         rt.refresh_spend()
@@ -133,6 +135,8 @@ class Runtime:
                 for b in self.guard.budgets
             }
             raised = alerts_mod.raised(cur)
+            fleet_periods = fleet_store.periods(cur)
+        self.guard.set_fleet(fleet_periods)
         self.guard.load_others(spend)
         for name, kind, start in raised:
             self.guard.mark_alerted(name, kind, start)
@@ -148,8 +152,9 @@ class Runtime:
                 s = snap[b.name]
                 start = max(now - window, s["period_start"] - window)
                 hourly = budget_store.hourly_metered(cur, b, start, now)
-                fixed = bmod.fixed_hourly(b, self.cfg)
-                out[b.name] = bmod.forecast(b, s["spent_usd"], hourly, fixed, now, s["period_end"])
+                fixed = bmod.fixed_hourly(b, self.cfg, self.guard.fleet_periods, now)
+                hours = (now - start).total_seconds() / 3600  # the current partial hour included
+                out[b.name] = bmod.forecast(b, s["spent_usd"], hourly, fixed, now, s["period_end"], hours)
         return out
 
     def check_forecasts(self) -> None:

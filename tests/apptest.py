@@ -24,10 +24,11 @@ rows = frame  # the log as a DataFrame (the app must have let go of the file: cl
 
 
 def seed(db_path: Path, cfg_path: Path, n: int = 2000, days: int = 14, seed_: int = 3) -> None:
-    """Demo traffic into the log, as another process would write it."""
+    """Demo traffic into the log, as `sophia demo` in another process would write it (its fleet
+    charged over its span)."""
     cfg = config.load(cfg_path)
     db = Database(db_path)
-    demo.write(db, demo.generate(cfg, n, days, seed_))
+    demo.write(db, demo.generate(cfg, n, days, seed_), cfg=cfg)
     db.close()
 
 

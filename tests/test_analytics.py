@@ -67,7 +67,7 @@ def con(tmp_path_factory, cfg):
     """A log with demo traffic over 10 days and a few handmade records with known text."""
     path = tmp_path_factory.mktemp("an") / "a.duckdb"
     db = Database(path)
-    demo.write(db, demo.generate(cfg, 4000, 10, seed=5, end=END))
+    demo.write(db, demo.generate(cfg, 4000, 10, seed=5, end=END), cfg=cfg)
     hand = [
         handmade(1, prompt_text="Please ANALYZE the Zebra report", response_text="zebras are striped"),
         handmade(
@@ -168,6 +168,29 @@ def test_page_cost_is_metered_plus_amortized(con, df):
     assert (page.cost_usd - (src.metered_cost_usd + src.amortized_cost_usd)).abs().max() < 1e-9
 
 
+def expected_fixed(df, cfg, f, start, end) -> float:
+    """GPU-hours by hand: the demo traffic charged its own span, the configured fleet ran from
+    the first live request on; a selection pays the spans of the sources it reads, once."""
+    chosen = set(f.source) if f.source else set(df.source)
+    chosen -= set(f.exclude_source)
+    spans = []
+    if "demo" in chosen:
+        d = df[df.source == "demo"]
+        spans.append((d.ts.min(), d.ts.max() + timedelta(microseconds=1)))
+    live = df[df.source.isin(["playground", "cli", "api"])]
+    if chosen & {"playground", "cli", "api"} and len(live):
+        spans.append((live.ts.min(), datetime(2100, 1, 1)))
+    clipped = sorted((max(a, start), min(b, end)) for a, b in spans if min(b, end) > max(a, start))
+    merged: list[list] = []
+    for a, b in clipped:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    hours = sum((b - a).total_seconds() for a, b in merged) / 3600
+    return sum(e.hourly_usd for e in cfg.endpoints if e.tier == "dedicated") * hours
+
+
 @pytest.mark.parametrize("f", CASES[:8], ids=repr)
 def test_overview_equals_pandas(con, df, cfg, f):
     f = Filters(start=f.start, end=f.end, source=f.source, exclude_source=f.exclude_source)
@@ -178,9 +201,8 @@ def test_overview_equals_pandas(con, df, cfg, f):
     assert o["amortized_cost_usd"] == pytest.approx(sel.amortized_cost_usd.sum(), abs=1e-6)
     if len(sel):
         start = f.start or sel.ts.min()
-        end = f.end or sel.ts.max()
-        hours = (end - start).total_seconds() / 3600
-        fixed = sum(e.hourly_usd for e in cfg.endpoints if e.tier == "dedicated") * hours
+        end = f.end or sel.ts.max() + timedelta(microseconds=1)
+        fixed = expected_fixed(df, cfg, f, start, end)
         assert o["fixed_cost_usd"] == pytest.approx(fixed, abs=1e-6)
         assert o["spend_usd"] == pytest.approx(sel.metered_cost_usd.sum() + fixed, abs=1e-6)
         assert o["error_rate"] == pytest.approx((sel.status != "ok").mean())
@@ -190,13 +212,17 @@ def test_overview_equals_pandas(con, df, cfg, f):
         if len(ok):
             assert o["latency_p50_ms"] == pytest.approx(ok.latency_ms.quantile(0.5), abs=0.06)
             assert o["latency_p95_ms"] == pytest.approx(ok.latency_ms.quantile(0.95), abs=0.06)
-        premium = pricing.price_of(cfg, cfg.routing.premium_model)
-        baseline = (
-            (sel.prompt_tokens * premium.input_per_mtok + sel.completion_tokens * premium.output_per_mtok) / 1e6
-        ).sum()
-        cost = sel.metered_cost_usd.sum() + sel.amortized_cost_usd.sum()
-        assert o["cost_savings_usd"] == pytest.approx(baseline - cost, abs=1e-6)
-        assert o["savings_with_fixed_usd"] == pytest.approx(baseline - sel.metered_cost_usd.sum() - fixed, abs=1e-6)
+
+        def at(model):
+            p = pricing.price_of(cfg, model)
+            return ((sel.prompt_tokens * p.input_per_mtok + sel.completion_tokens * p.output_per_mtok) / 1e6).sum()
+
+        primary, premium = at(cfg.routing.serverless_model), at(cfg.routing.premium_model)
+        actual = sel.metered_cost_usd.sum() + fixed
+        assert o["actual_total_usd"] == pytest.approx(actual, abs=1e-6)
+        assert o["all_serverless_primary_usd"] == pytest.approx(primary, abs=1e-6)
+        assert o["all_premium_usd"] == pytest.approx(premium, abs=1e-6)
+        assert o["cost_savings_usd"] == pytest.approx(primary - actual, abs=1e-6)
     else:
         assert o["error_rate"] == 0 and o["gpu_utilization"] in (None, 0.0)
 

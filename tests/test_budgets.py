@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import threading
 import time
 from datetime import datetime, timedelta
@@ -279,7 +280,7 @@ def test_hanging_webhook_does_not_slow_routing(fleet, log, hook):
 def test_spend_export_equals_independent_aggregation(log):
     db, _ = log
     cfg = reference_config()
-    demo.write(db, demo.generate(cfg, 4000, 9, seed=3, end=datetime(2026, 5, 10)))
+    demo.write(db, demo.generate(cfg, 4000, 9, seed=3, end=datetime(2026, 5, 10)), cfg=cfg)
     now = datetime(2026, 5, 10)
     with db.cursor() as cur:
         df = spend.spend(cur, cfg, "week", ["tier", "model"], now=now)
@@ -293,10 +294,11 @@ def test_spend_export_equals_independent_aggregation(log):
         got = df[(df["period_start"] == start)]
         exp = sum(Decimal(repr(r[3])) for r in rows if start <= r[0] < start + timedelta(days=7))
         assert abs(Decimal(repr(float(got["metered_cost_usd"].sum()))) - exp) < Decimal("0.005")
-        hours = min((now - start).total_seconds() / 3600, 168)
-        assert got["fixed_cost_usd"].sum() == pytest.approx(
-            hourly * (168 if now >= start + timedelta(days=7) else -(-hours // 1))
-        )
+        # The demo traffic charged its own span: every started hour of it in each week, up to now.
+        lo = max(start, min(r[0] for r in rows))
+        hi = min(start + timedelta(days=7), max(r[0] for r in rows) + timedelta(microseconds=1), now)
+        hours = math.ceil((hi - lo).total_seconds() / 3600 - 1e-9) if hi > lo else 0
+        assert got["fixed_cost_usd"].sum() == pytest.approx(hourly * hours)
         assert (got["requests"].sum()) == sum(1 for r in rows if start <= r[0] < start + timedelta(days=7))
     text = spend.to_csv(df)
     assert text.splitlines()[0] == (

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -495,7 +496,18 @@ def test_stats_then_graceful_shutdown_then_one_record_per_request(env: Env):
     assert s["serverless_percentage"] == pytest.approx(round(100 * sl / n, 2))
     assert s["total_cost_usd"] == pytest.approx(total, abs=1e-6)
     assert s["average_cost_per_request"] == pytest.approx(total / n, abs=1e-8)
-    assert s["cost_savings"] == pytest.approx(baseline - total, abs=1e-6)
+    assert s["all_premium_usd"] == pytest.approx(baseline, abs=1e-6)
+    # Savings: all on the serverless primary model minus the actual total (metered + GPU-hours
+    # while the fleet ran: from the first live request, the server's, to the last).
+    i, o = env.price(PRIMARY)
+    primary = sum((e.prompt_tokens * i + e.completion_tokens * o) / 1e6 for e in led)
+    metered = sum(e.cost for e in led if e.tier == "serverless")
+    first, last = datetime.fromisoformat(s["first_request"]), datetime.fromisoformat(s["last_request"])
+    hours = ((last - first).total_seconds() + 1e-6) / 3600
+    fixed = sum(e.hourly_usd for e in env.cfg.endpoints if e.tier == "dedicated") * hours
+    assert s["fixed_cost_usd"] == pytest.approx(fixed, abs=1e-5)
+    assert s["actual_total_usd"] == pytest.approx(metered + s["fixed_cost_usd"], abs=1e-6)
+    assert s["cost_savings"] == s["cost_savings_usd"] == pytest.approx(primary - metered - fixed, abs=1e-5)
     by_key = {k["api_key_id"]: k["requests"] for k in s["by_api_key"]}
     assert by_key == {k: sum(e.api_key_id == k for e in led) for k in {e.api_key_id for e in led}}
 

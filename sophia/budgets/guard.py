@@ -67,6 +67,8 @@ class BudgetGuard:
         self.budgets: list[bmod.Budget] = []
         self._ledgers: dict[str, _Ledger] = {}
         self._next_end = datetime.max  # the soonest period end: nothing to roll before it
+        # The fleet's history (money.fleet periods); None: the configured fleet all along.
+        self.fleet_periods: list | None = None
         self.set_budgets(budgets)
 
     def set_budgets(self, budgets: list[bmod.Budget]) -> None:
@@ -99,8 +101,18 @@ class BudgetGuard:
                 self._ledgers[b.name] = _Ledger(start, end, reserved=led.reserved, hourly=led.hourly, budget=b)
         self._next_end = min((led.end for led in self._ledgers.values()), default=datetime.max)
 
+    def set_fleet(self, fleet_periods: list) -> None:
+        """GPU-hours accrue from the fleet's history from now on (read from the log)."""
+        with self._lock:
+            self.fleet_periods = list(fleet_periods)
+
+    def _fixed(self, b: bmod.Budget, led: _Ledger, now: datetime) -> float:
+        if self.fleet_periods is not None:
+            return bmod.fixed_accrued(b, self.cfg, led.start, now, fleet_periods=self.fleet_periods)
+        return bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly) if led.hourly else 0.0
+
     def _spent(self, b: bmod.Budget, led: _Ledger, now: datetime) -> float:
-        fixed = bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly) if led.hourly else 0.0
+        fixed = self._fixed(b, led, now) if led.hourly else 0.0
         return led.others + led.own + fixed
 
     def estimate(self, d: policy.Decision, cfg: Config) -> float:
@@ -319,7 +331,7 @@ class BudgetGuard:
             out = []
             for b in self.budgets:
                 led = self._ledgers[b.name]
-                fixed = bmod.fixed_accrued(b, self.cfg, led.start, now, led.hourly)
+                fixed = self._fixed(b, led, now)
                 spent = led.others + led.own + fixed
                 out.append(
                     {

@@ -24,8 +24,9 @@ from sophia.config.budgets import (  # noqa: F401  (budgets API)
     parse_budget,
     zone,
 )
-from sophia.money import pricing
+from sophia.money import fleet, pricing
 from sophia.money.periods import bounds as period_bounds  # noqa: F401  (the guard and pages bound periods here)
+from sophia.vocab import LIVE_SOURCES
 
 
 def to_json(budgets: Sequence[Budget]) -> str:
@@ -67,14 +68,37 @@ def scope_facets(b: Budget) -> dict[str, tuple[str, ...]]:
 # --- spend in a period ------------------------------------------------------------------
 
 
-def fixed_hourly(b: Budget, cfg: Config) -> float:
-    return pricing.hourly_fixed(fixed_endpoints(b, cfg))
+def _in_scope(b: Budget, cfg: Config, fleet_periods):
+    names = {e.name for e in fixed_endpoints(b, cfg)}
+    return [p for p in fleet_periods if p.endpoint in names]
 
 
-def fixed_accrued(b: Budget, cfg: Config, start: datetime, now: datetime, hourly: float | None = None) -> float:
-    """GPU-hours charged so far this period: every started hour in full."""
+def fixed_hourly(b: Budget, cfg: Config, fleet_periods=None, now: datetime | None = None) -> float:
+    """What the GPUs in `b`'s scope cost an hour (now, by the fleet's history when given)."""
+    if fleet_periods is None or now is None:
+        return pricing.hourly_fixed(fixed_endpoints(b, cfg))
+    return fleet.hourly_now(_in_scope(b, cfg, fleet_periods), now, sources=b.sources, live_sources=LIVE_SOURCES)
+
+
+def fixed_accrued(
+    b: Budget, cfg: Config, start: datetime, now: datetime, hourly: float | None = None, fleet_periods=None
+) -> float:
+    """GPU-hours charged so far this period: every started hour in full. With the fleet's
+    history, only the hours each endpoint in scope was part of the fleet."""
+    if now <= start:
+        return 0.0
+    if fleet_periods is not None:
+        return fleet.charged(
+            _in_scope(b, cfg, fleet_periods),
+            start,
+            now,
+            now,
+            sources=b.sources,
+            live_sources=LIVE_SOURCES,
+            whole_hours=True,
+        )
     hourly = fixed_hourly(b, cfg) if hourly is None else hourly
-    if not hourly or now <= start:
+    if not hourly:
         return 0.0
     return round(hourly * pricing.charged_hours(start, now, whole_hours=True), pricing.DIGITS)
 
@@ -109,15 +133,25 @@ class Forecast:
 
 
 def forecast(
-    b: Budget, spent: float, hourly_metered: Sequence[float], fixed_per_hour: float, now: datetime, end: datetime
+    b: Budget,
+    spent: float,
+    hourly_metered: Sequence[float],
+    fixed_per_hour: float,
+    now: datetime,
+    end: datetime,
+    window_hours: float | None = None,
 ) -> Forecast:
     """Project the period's end from the trailing window's hourly metered spend.
 
-    The rate is the window's mean metered spend an hour plus the GPU-hours; the range uses
-    the 10th and 90th percentiles of the hourly spend.
+    The rate is the window's metered spend an hour plus the GPU-hours: over `window_hours` of
+    elapsed time when given (so spend in the current partial hour counts at once), else the
+    mean of the hourly buckets. The range uses the 10th and 90th percentiles of the buckets.
     """
     h = np.asarray(hourly_metered, dtype=float)
-    mean = float(h.mean()) if h.size else 0.0
+    if window_hours is not None and window_hours > 0:
+        mean = float(h.sum()) / window_hours
+    else:
+        mean = float(h.mean()) if h.size else 0.0
     lo, hi = (float(np.percentile(h, 10)), float(np.percentile(h, 90))) if h.size else (0.0, 0.0)
     left = max((end - now).total_seconds() / 3600, 0.0)
     rate = mean + fixed_per_hour

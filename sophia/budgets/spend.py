@@ -1,8 +1,9 @@
 """Spend by period (day, week or month in the configured time zone) and by tier, endpoint, model.
 
-Metered spend is summed in DuckDB over the log. Fixed spend is the GPU-hours of every
-dedicated endpoint in each period (the whole period once it is over, the started hours of the
-current one), busy or idle, so a period whose GPUs served nothing still shows what they cost.
+Metered spend is summed in DuckDB over the log. Fixed spend is the GPU-hours of each dedicated
+endpoint in each period while it was part of the fleet (the fleet's history: every started hour
+of each run, up to now), busy or idle, so a period whose GPUs served nothing still shows what
+they cost, and a period before an endpoint joined the fleet shows none.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from sophia.config import Config
-from sophia.log import metered
+from sophia.log import fleet_store, metered
 from sophia.log.export import frame_csv
 from sophia.log.metered import GROUPS
-from sophia.money import periods, pricing
+from sophia.money import fleet, periods, pricing
 from sophia.money.periods import PERIODS
-from sophia.vocab import Tier
+from sophia.vocab import LIVE_SOURCES, Tier
 
 COLUMNS = (
     "period_start",
@@ -44,10 +45,13 @@ def _check(by: str, groups: Sequence[str]) -> list[str]:
     return [g for g in GROUPS if g in groups]  # a fixed column order whatever the order asked
 
 
-def _fixed(e, start_local: datetime, end_local: datetime, tz: ZoneInfo, now: datetime) -> float:
-    """An endpoint's GPU-hours in a local period: all of it once over, its started hours before."""
+def _fixed(fleet_periods, start_local: datetime, end_local: datetime, tz: ZoneInfo, now: datetime, sources):
+    """Each endpoint's GPU-hours in a local period while it was part of the fleet: every started
+    hour of each run, up to now."""
     start, end = periods.local_to_utc(start_local, tz), periods.local_to_utc(end_local, tz)
-    return pricing.fixed_cost([e], start, min(max(now, start), end), whole_hours=True)
+    return fleet.charged_by_endpoint(
+        fleet_periods, start, end, now, sources=sources, live_sources=LIVE_SOURCES, whole_hours=True
+    )
 
 
 def spend(
@@ -66,21 +70,18 @@ def spend(
     df = metered.by_period(cur, by, groups, sources, tz)
     if df.empty:
         return pd.DataFrame(columns=["period_start", *groups, *COLUMNS[4:]])
-    # Fixed spend: each dedicated endpoint's hours in each period, under the group it belongs to.
+    # Fixed spend: each dedicated endpoint's hours in each period while it was part of the fleet
+    # (money.fleet), under the group it belongs to.
     first, last = df["period_start"].min().to_pydatetime(), df["period_start"].max().to_pydatetime()
+    fleet_periods = fleet_store.synced(cur, cfg, now)
+    models = {e.name: e.models[0] for e in cfg.tier_endpoints(Tier.DEDICATED)}
     fixed_rows = []
     start = first
     while start <= last:
         end = periods.next_start(start, by)
-        for e in cfg.tier_endpoints(Tier.DEDICATED):
-            key = {"tier": Tier.DEDICATED, "endpoint": e.name, "model": e.models[0]}
-            fixed_rows.append(
-                {
-                    "period_start": start,
-                    **{g: key[g] for g in groups},
-                    "fixed_cost_usd": _fixed(e, start, end, zone, now),
-                }
-            )
+        for name, usd in _fixed(fleet_periods, start, end, zone, now, sources).items():
+            key = {"tier": Tier.DEDICATED, "endpoint": name, "model": models.get(name, "(removed)")}
+            fixed_rows.append({"period_start": start, **{g: key[g] for g in groups}, "fixed_cost_usd": usd})
         start = end
     keys = ["period_start", *groups]
     if fixed_rows:

@@ -261,6 +261,12 @@ def _add_traffic(sub, common: argparse.ArgumentParser) -> None:
         help="source name in the log, held by no other file (default: the file's name with a hyphen for the dot, "
         "calls.csv -> calls-csv; -2, -3, ... when another file holds that)",
     )
+    i.add_argument(
+        "--charge-fleet",
+        action="store_true",
+        help="charge the configured fleet's GPU-hours over the imported traffic's own span "
+        "(default: imported traffic accrues no GPU-hours for its past)",
+    )
     i.add_argument("--ts-col")
     i.add_argument("--ts-unit", choices=importers.TS_UNITS, default="iso")
     when = i.add_mutually_exclusive_group()

@@ -108,9 +108,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"{data['dedicated_requests']:,} dedicated; {data['serverless_percentage']}% serverless)",
         f"cost              ${data['total_cost_usd']:,.4f} (metered ${data['metered_cost_usd']:,.4f} + "
         f"dedicated share ${data['amortized_cost_usd']:,.4f}); ${data['average_cost_per_request']:.6f} a request",
-        f"GPU-hours (fixed) ${data['fixed_cost_usd']:,.2f} over {data['first_request']} → {data['last_request']}",
+        f"GPU-hours (fixed) ${data['fixed_cost_usd']:,.2f} while the fleet ran, {data['first_request']} → "
+        f"{data['last_request']}",
+        f"actual total      ${data['actual_total_usd']:,.4f} (metered + GPU-hours)",
+        f"baselines         all on {data['primary_model']} ${data['all_serverless_primary_usd']:,.4f} · "
+        f"all on {data['premium_model']} ${data['all_premium_usd']:,.4f} · all on the dedicated fleet "
+        f"${data['all_dedicated_usd']:,.2f}"
+        + (
+            f" ({data['all_dedicated_unserved_share']:.0%} beyond its throughput)"
+            if data["all_dedicated_unserved_share"]
+            else ""
+        ),
         f"savings           ${data['cost_savings_usd']:,.4f} ({data['cost_savings_percentage']}%) against all on "
-        f"{cfg.routing.premium_model}",
+        f"{data['primary_model']} (negative: routing cost more)",
         f"errors            {data['error_requests']:,}; failovers {data['failover_requests']:,}",
         "latency           " + latency_text(data["latency_p50_ms"], data["latency_p95_ms"]),
     ]
@@ -137,7 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             return 0
         table = demo.generate(cfg, args.requests, args.days, args.seed)
-        n = demo.write(db, table, version)
+        n = demo.write(db, table, version, cfg)
     finally:
         db.close()
     out(

@@ -89,6 +89,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             policy_version=version,
             progress=bar,
             shift_to=opt(args, "shift_to"),
+            charge_fleet=bool(opt(args, "charge_fleet")),
         )
     except importers.WrongFormat as e:  # the file changed since the check above
         raise CLIError(str(e)) from None

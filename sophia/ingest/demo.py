@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from sophia.config import Config
 from sophia.ingest import records as bulk
 from sophia.log import append as log_append
+from sophia.log import fleet_store
 from sophia.log.db import Database
 from sophia.money import pricing
 from sophia.routing import features, policy
@@ -187,8 +188,9 @@ def summary(written: int, requested: int, seed: int, days: int, where: str) -> s
     return s
 
 
-def write(db: Database, table: pa.Table, policy_version: int | None = None) -> int:
-    """Append a whole table in one statement: the bulk path."""
+def write(db: Database, table: pa.Table, policy_version: int | None = None, cfg: Config | None = None) -> int:
+    """Append a whole table in one statement: the bulk path. With `cfg`, the configured fleet's
+    GPU-hours are charged over the demo traffic's span (it stands for a fleet that served it)."""
     if policy_version is not None:
         table = table.set_column(
             table.schema.get_field_index("policy_version"),
@@ -196,6 +198,9 @@ def write(db: Database, table: pa.Table, policy_version: int | None = None) -> i
             pa.array(np.full(table.num_rows, policy_version), type=pa.int32()),
         )
     with db.cursor() as cur:
+        if cfg is not None and table.num_rows:
+            first, last = pc.min(table["ts"]).as_py(), pc.max(table["ts"]).as_py()
+            fleet_store.charge_span(cur, cfg, Source.DEMO.value, first, last + timedelta(microseconds=1))
         table = _unlogged(cur, table)
         return log_append.append(cur, table) if table.num_rows else 0
 

@@ -24,7 +24,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +40,7 @@ from sophia.ingest.labels import LabelsReader
 from sophia.ingest.openai_log import OpenAIReader
 from sophia.ingest.readers import HEAD_BYTES, MAX_FIELD, ImportFailed, Problems, read_text
 from sophia.ingest.tabular import AzureReader, CsvReader, JsonlReader, Mapping
+from sophia.log import fleet_store
 from sophia.log import imports as imports_log
 from sophia.log.db import Database
 from sophia.money import pricing
@@ -166,9 +167,13 @@ def import_file(
     progress: Progress | None = None,
     now: datetime | None = None,
     shift_to: datetime | None = None,
+    charge_fleet: bool = False,
 ) -> ImportReport:
     """Import one file. `mapping.start` puts the first request at that time, `shift_to` the
-    last one (for numeric and ISO times alike); without either, numeric times end now."""
+    last one (for numeric and ISO times alike); without either, numeric times end now.
+
+    Imported traffic accrues no GPU-hours for its own past span (the configured fleet did not run
+    then) unless `charge_fleet` asks for the configured fleet's hours over exactly that span."""
     if fmt not in FORMATS:
         raise ImportFailed(f"--format {fmt!r} is not known: expected one of {', '.join(FORMATS)}")
     path = Path(path)
@@ -202,6 +207,8 @@ def import_file(
     say(0.7, f"writing {table.num_rows:,} requests")
     _fill_report(report, table, parsed, problems)
     _store(db, report, table, labels, now)
+    if charge_fleet and report.imported:
+        _charge_fleet(db, cfg, report.source, table)
     logger.info("%s", report.summary())
     say(1.0, report.summary())
     return report
@@ -274,6 +281,12 @@ def _fill_report(report: ImportReport, table: pa.Table, parsed: Parsed, problems
             f"no row of {report.path} could be imported ({len(problems)} bad rows; first: "
             f"{first}); is --format {report.format} right?"
         )
+
+
+def _charge_fleet(db: Database, cfg: Config, source: str, table: pa.Table) -> None:
+    first, last = pc.min(table["ts"]).as_py(), pc.max(table["ts"]).as_py()
+    with db.cursor() as cur:
+        fleet_store.charge_span(cur, cfg, source, first, last + timedelta(microseconds=1))
 
 
 def _store(db: Database, report: ImportReport, table: pa.Table, labels: pa.Table | None, now: datetime) -> None:

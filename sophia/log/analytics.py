@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pandas as pd
 
 from sophia.config import Config
-from sophia.log import stats
+from sophia.log import fleet_store, stats
 from sophia.log.filters import FACETS, MAX_TEXT, FilterError, Filters, where  # noqa: F401  (pages read them here)
-from sophia.money import periods, pricing
+from sophia.money import baselines, fleet, periods, pricing
+from sophia.money.fleet import FleetPeriod
 from sophia.money.periods import GRAINS, granularity  # noqa: F401  (the overview page picks its grain here)
 from sophia.money.periods import starts as bucket_starts
+from sophia.vocab import LIVE_SOURCES, Tier
 
 GROUP_BY = ("tier", "model", "endpoint")  # what the overview's time series can be split by
 MAX_PAGE_SIZE = 1000
@@ -84,36 +86,48 @@ def span(cur: duckdb.DuckDBPyConnection, f: Filters) -> tuple[datetime | None, d
 # --- overview ---------------------------------------------------------------------------
 
 
-def overview(cur: duckdb.DuckDBPyConnection, cfg: Config, f: Filters) -> dict:
-    """The overview's figures for a range and sources (the other facets do not apply).
-
-    Built on `stats.stats` (the same figures as `sophia stats`), plus rates and the split of
-    spend: metered (per token) + fixed (every GPU-hour over the range, busy or idle). The
-    amortized cost is the part of the fixed spend that requests used.
-    """
+def _sources(cur: duckdb.DuckDBPyConnection, f: Filters) -> list[str] | None:
+    """The sources a selection reads (the other facets do not apply to spend)."""
     sources = list(f.source) if f.source else None
     if f.exclude_source:
         known = [r[0] for r in cur.execute("SELECT DISTINCT source FROM requests").fetchall()]
         sources = [s for s in (sources or known) if s not in f.exclude_source]
         if not sources:  # every source is excluded: select nothing
             sources = ["\x00none"]
-    s = stats.stats(cur, cfg, sources, f.start, f.end)
+    return sources
+
+
+def overview(cur: duckdb.DuckDBPyConnection, cfg: Config, f: Filters, now: datetime | None = None) -> dict:
+    """The overview's figures for a range and sources (the other facets do not apply).
+
+    Built on `stats.stats` (the same figures as `sophia stats`, baselines included), plus rates
+    and the split of spend: metered (per token) + fixed (the fleet's GPU-hours over the range
+    while it ran, busy or idle). The amortized cost is the part of the fixed spend requests used.
+    """
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    sources = _sources(cur, f)
+    periods = fleet_store.synced(cur, cfg, now)
+    s = stats.stats(cur, cfg, sources, f.start, f.end, now=now, fleet_periods=periods)
     total = s["total_requests"]
-    metered, fixed, amortized = s["metered_cost_usd"], s["fixed_cost_usd"], s["amortized_cost_usd"]
-    spend = round(metered + fixed, pricing.DIGITS)
+    fixed, amortized = s["fixed_cost_usd"], s["amortized_cost_usd"]
     s.update(
         {
-            "spend_usd": spend,
+            "spend_usd": s["actual_total_usd"],
             "error_rate": s["error_requests"] / total if total else 0.0,
             "failover_rate": s["failover_requests"] / total if total else 0.0,
             "gpu_utilization": amortized / fixed if fixed else None,
             "idle_gpu_usd": round(max(fixed - amortized, 0.0), pricing.DIGITS),
-            # Against the same traffic all on the premium model, counting every GPU-hour paid.
-            "savings_with_fixed_usd": round(s["premium_baseline_usd"] - spend, pricing.DIGITS),
-            "hourly_fixed_usd": pricing.hourly_fixed(cfg.endpoints),
+            "hourly_fixed_usd": fleet.hourly_now(periods, now, sources=sources, live_sources=LIVE_SOURCES),
+            "fleet_periods": periods,
+            "sources": sources,
+            "verdict": baselines.verdict(_baselines_of(s), cfg.routing.serverless_model),
         }
     )
     return s
+
+
+def _baselines_of(s: dict) -> baselines.Baselines:
+    return baselines.Baselines(**{k: s[k] for k in baselines.Baselines.__dataclass_fields__})
 
 
 def timeseries(cur: duckdb.DuckDBPyConnection, f: Filters, by: str, grain: str) -> pd.DataFrame:
@@ -150,12 +164,25 @@ def latency_series(cur: duckdb.DuckDBPyConnection, f: Filters, grain: str) -> pd
     ).df()
 
 
-def fixed_series(cfg: Config, start: datetime, end: datetime, grain: str) -> pd.DataFrame:
-    """GPU-hour spend per bucket over [start, end): paid whether the GPUs were busy or not."""
+def fixed_series(
+    cfg: Config,
+    start: datetime,
+    end: datetime,
+    grain: str,
+    fleet_periods: Sequence[FleetPeriod] | None = None,
+    sources: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """GPU-hour spend per bucket over [start, end) while the fleet ran, busy or not.
+
+    Without `fleet_periods`, the configured fleet over the whole range (what a fleet would cost)."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    if fleet_periods is None:
+        fleet_periods = [FleetPeriod(e.name, e.hourly_usd, start, None) for e in cfg.tier_endpoints(Tier.DEDICATED)]
     rows = []
     for b in bucket_starts(start, end, grain):
         lo, hi = max(b, start), min(periods.next_start(b, grain), end)
-        rows.append((b, pricing.fixed_cost(cfg.endpoints, lo, hi)))
+        rows.append((b, fleet.charged(fleet_periods, lo, hi, now, sources=sources, live_sources=LIVE_SOURCES)))
     return pd.DataFrame(rows, columns=["bucket", "fixed_usd"])
 
 

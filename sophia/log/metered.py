@@ -7,6 +7,7 @@ whether or not a request was logged, see `money.pricing`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -41,7 +42,8 @@ def hourly(
     sources: Sequence[str] | None = None,
     facets: Mapping[str, Sequence[str]] | None = None,
 ) -> list[float]:
-    """Metered spend of each hour of [start, end) for the selected rows, empty hours included."""
+    """Metered spend of each hour of [start, end) for the selected rows, empty hours included
+    (the last, partial hour too: spend made just now counts)."""
     clause, params = where(sources, start, end, facets=facets)
     rows = dict(
         cur.execute(
@@ -49,8 +51,8 @@ def hourly(
             params,
         ).fetchall()
     )
-    hours = max(int((end - start).total_seconds() // HOUR_S), 1)
     base = start.replace(minute=0, second=0, microsecond=0)
+    hours = max(math.ceil((end - base).total_seconds() / HOUR_S), 1)
     return [float(rows.get(base + timedelta(hours=i), 0.0) or 0.0) for i in range(hours)]
 
 

@@ -105,6 +105,20 @@ def m008_request_reply(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS {name} {kind}")
 
 
+def m009_fleet_periods(con: duckdb.DuckDBPyConnection) -> None:
+    # When each dedicated endpoint was part of the fleet: GPU-hours accrue only then.
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS fleet_periods (
+             endpoint VARCHAR NOT NULL,
+             hourly_usd DOUBLE NOT NULL,
+             start_ts TIMESTAMP NOT NULL,
+             end_ts TIMESTAMP,               -- NULL: still part of the fleet
+             source VARCHAR,                 -- NULL: the configured fleet; else the traffic that asked for it
+             created_at TIMESTAMP NOT NULL
+           )"""
+    )
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_requests,
     m002_settings_versions,
@@ -114,6 +128,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m006_alerts,
     m007_budget_versions,
     m008_request_reply,
+    m009_fleet_periods,
 ]
 
 

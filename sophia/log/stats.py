@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
 from sophia.config import Config
+from sophia.log import fleet_store
 from sophia.log.filters import where
-from sophia.money import pricing
-from sophia.vocab import Source
+from sophia.money import baselines, fleet, pricing
+from sophia.money.fleet import FleetPeriod
+from sophia.vocab import LIVE_SOURCES, Source, Tier
+
+
+def _fleet_gpu_seconds_sql(cfg: Config) -> str:
+    """GPU-seconds a request would take on the configured fleet pooled (summed throughputs)."""
+    eps = cfg.tier_endpoints(Tier.DEDICATED)
+    tps = sum(e.throughput_tps for e in eps)
+    prefill = sum(e.prefill_tps for e in eps)
+    if not eps or tps <= 0:
+        return "0"
+    out = f"coalesce(completion_tokens, 0) / {float(tps)!r}"
+    return out + (f" + coalesce(prompt_tokens, 0) / {float(prefill)!r}" if prefill > 0 else "")
 
 
 def stats(
@@ -19,21 +32,31 @@ def stats(
     sources: Sequence[str] | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    fleet_periods: Sequence[FleetPeriod] | None = None,
 ) -> dict:
-    """The reference statistics plus cost detail.
+    """The reference statistics plus cost detail and the named baselines (`money.baselines`).
 
-    `total_cost_usd` is what the requests cost: metered serverless spend plus each dedicated
-    request's share of GPU time. `fixed_cost_usd` is every GPU-hour over the selection's span,
-    busy or idle. Savings compare with sending every request to the serverless premium model.
+    `actual_total_usd` is what was paid: metered spend plus the GPU-hours of the fleet while it
+    ran in the selection's span (`fixed_cost_usd`, busy or idle). `total_cost_usd` is what the
+    requests used: metered plus each dedicated request's share of GPU time. `cost_savings_usd`
+    is all on the serverless primary model minus the actual total (negative when routing cost
+    more).
     """
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     clause, params = where(sources, start, end)
+    primary = pricing.price_of(cfg, cfg.routing.serverless_model)
     premium = pricing.price_of(cfg, cfg.routing.premium_model)
+    at_primary = pricing.metered_sql()
     row = con.execute(
         f"""SELECT count(*),
                    count(*) FILTER (WHERE tier = 'serverless'),
                    count(*) FILTER (WHERE tier = 'dedicated'),
                    coalesce(sum(metered_cost_usd), 0),
                    coalesce(sum(amortized_cost_usd), 0),
+                   coalesce(sum({at_primary}), 0),
+                   coalesce(sum({at_primary}) FILTER (WHERE tier = 'dedicated'), 0),
                    coalesce(sum({pricing.metered_sql()}), 0),
                    count(*) FILTER (WHERE status <> 'ok'),
                    count(*) FILTER (WHERE reason = 'failover'),
@@ -43,15 +66,48 @@ def stats(
                    coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
                    count(*) FILTER (WHERE usage_estimated)
             FROM requests WHERE {clause}""",
-        [premium.input_per_mtok, premium.output_per_mtok, *params],
+        [
+            primary.input_per_mtok,
+            primary.output_per_mtok,
+            primary.input_per_mtok,
+            primary.output_per_mtok,
+            premium.input_per_mtok,
+            premium.output_per_mtok,
+            *params,
+        ],
     ).fetchone()
-    (total, sl, ded, metered, amortized, baseline, errors, failovers, p50, p95, first, last, ptok, ctok, estimated) = (
-        row
-    )
+    (total, sl, ded, metered, amortized, at_primary_usd, ded_primary, baseline, errors, failovers, p50, p95) = row[:12]
+    first, last, ptok, ctok, estimated = row[12:]
     cost = round(metered + amortized, 6)
     span_start = start or first
-    span_end = end or last
-    fixed = pricing.fixed_cost(cfg.endpoints, span_start, span_end) if span_start and span_end else 0.0
+    span_end = end or (last + timedelta(microseconds=1) if last is not None else None)
+    fixed = fleet_usd = unserved = 0.0
+    if span_start and span_end:
+        periods = fleet_store.synced(con, cfg, now) if fleet_periods is None else fleet_periods
+        fixed = fleet.charged(periods, span_start, span_end, now, sources=sources, live_sources=LIVE_SOURCES)
+        fleet_usd = pricing.fixed_cost(cfg.endpoints, span_start, min(span_end, max(now, span_start)))
+        hourly = con.execute(
+            f"""SELECT sum({_fleet_gpu_seconds_sql(cfg)}) FROM requests WHERE {clause}
+                GROUP BY date_trunc('hour', ts)""",
+            params,
+        ).fetchall()
+        unserved = (
+            baselines.unserved_share([h[0] or 0.0 for h in hourly]) if cfg.tier_endpoints(Tier.DEDICATED) else 1.0
+        )
+    b = baselines.compute(
+        baselines.Totals(
+            requests=total,
+            metered_usd=metered,
+            fixed_usd=fixed,
+            amortized_usd=amortized,
+            primary_usd=at_primary_usd,
+            premium_usd=baseline,
+            dedicated_requests=ded,
+            dedicated_primary_usd=ded_primary,
+            fleet_usd=fleet_usd,
+            fleet_unserved_share=unserved if total else 0.0,
+        )
+    )
     return {
         "total_requests": total,
         "serverless_requests": sl,
@@ -62,9 +118,10 @@ def stats(
         "amortized_cost_usd": round(amortized, 6),
         "fixed_cost_usd": round(fixed, 6),
         "average_cost_per_request": round(cost / total, 9) if total else 0.0,
+        **b.as_dict(),
+        "primary_model": cfg.routing.serverless_model,
+        "premium_model": cfg.routing.premium_model,
         "premium_baseline_usd": round(baseline, 6),
-        "cost_savings_usd": round(baseline - cost, 6),
-        "cost_savings_percentage": round(100 * (baseline - cost) / baseline, 2) if baseline else 0.0,
         "error_requests": errors,
         "failover_requests": failovers,
         "estimated_usage_requests": estimated,

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from sophia.config import Config
+from sophia.money import baselines
 from sophia.money.periods import MONTH_DAYS, MONTH_HOURS
 from sophia.ui.appstate import ms, pct, usd
 from sophia.vocab import Tier
@@ -44,7 +45,8 @@ def overview(o: Mapping[str, Any], premium_model: str) -> list[list[Metric]]:
         Metric(
             "Total spend",
             usd(o["spend_usd"]),
-            "Metered per-token spend plus the fixed price of every dedicated GPU over the range.",
+            "Metered per-token spend plus the GPU-hours of every dedicated endpoint while it was part of the fleet "
+            "in the range, busy or idle.",
         ),
         Metric(
             "Metered (per token)",
@@ -54,15 +56,41 @@ def overview(o: Mapping[str, Any], premium_model: str) -> list[list[Metric]]:
         Metric(
             "Fixed (GPU-hours)",
             usd(o["fixed_cost_usd"]),
-            f"Every dedicated endpoint's hourly price ({hours} in total) over the range, busy or idle.",
+            f"Every dedicated endpoint's hourly price ({hours} now) for the hours it was part of the fleet in the "
+            "range, busy or idle.",
         ),
         Metric(
-            "Savings vs. all-premium",
+            f"Savings vs. all on {o['primary_model']}",
             usd(o["cost_savings_usd"]),
-            f"Against sending every request to {premium_model} "
-            f"({usd(o['premium_baseline_usd'])}), with dedicated requests at their GPU-time share. "
-            f"Counting every paid GPU-hour instead: {usd(o['savings_with_fixed_usd'])}.",
-            delta=f"{o['cost_savings_percentage']:.1f}%" if o["premium_baseline_usd"] else None,
+            f"{baselines.FORMULA}. All on the serverless primary model would have cost "
+            f"{usd(o['all_serverless_primary_usd'])}; the actual total (metered + every GPU-hour paid while the "
+            "fleet ran) is the Total spend. Negative when routing cost more.",
+            delta=f"{o['cost_savings_percentage']:.1f}%" if o["all_serverless_primary_usd"] else None,
+        ),
+    ]
+    unserved = o["all_dedicated_unserved_share"]
+    compared = [
+        Metric(
+            "Actual total",
+            usd(o["actual_total_usd"]),
+            "What was paid: metered per-token spend plus the GPU-hours of the fleet while it ran in the range.",
+        ),
+        Metric(
+            f"All on {o['primary_model']}",
+            usd(o["all_serverless_primary_usd"]),
+            "Every request's tokens at the serverless primary model's prices, no GPUs.",
+        ),
+        Metric(
+            f"All on {o['premium_model']}",
+            usd(o["all_premium_usd"]),
+            "Every request's tokens at the premium model's prices, no GPUs.",
+        ),
+        _quiet(
+            "All on the dedicated fleet",
+            usd(o["all_dedicated_usd"]),
+            f"{unserved:.0%} beyond its throughput" if unserved else None,
+            "The configured fleet's GPU-hours over the whole range; the note is the share of the traffic it could "
+            "not have served at its throughput in the busiest hours.",
         ),
     ]
     traffic = [
@@ -71,7 +99,12 @@ def overview(o: Mapping[str, Any], premium_model: str) -> list[list[Metric]]:
             f"{o['total_requests']:,}",
             f"{o['serverless_requests']:,} serverless, {o['dedicated_requests']:,} dedicated.",
         ),
-        Metric("Serverless share", f"{o['serverless_percentage']:.1f}%", "Requests served by the serverless tier."),
+        Metric(
+            "Serverless share",
+            # From the counts: formatting the rounded percentage again would round twice.
+            f"{100 * o['serverless_requests'] / o['total_requests'] if o['total_requests'] else 0:.1f}%",
+            "Requests served by the serverless tier.",
+        ),
         Metric("Average cost / request", usd(o["average_cost_per_request"]), "(Metered + GPU-time share) ÷ requests."),
         _quiet(
             "GPU time used",
@@ -95,7 +128,7 @@ def overview(o: Mapping[str, Any], premium_model: str) -> list[list[Metric]]:
             f"{o['failover_requests']:,} requests were served by another endpoint than the first choice.",
         ),
     ]
-    return [spend, traffic, service]
+    return [spend, compared, traffic, service]
 
 
 def simulation(s: Mapping[str, Any]) -> list[list[Metric]]:
