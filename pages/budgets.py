@@ -209,7 +209,13 @@ st.dataframe(
         "period_start": st.column_config.DatetimeColumn(f"{by} from ({tz})", format="YYYY-MM-DD"),
         **{
             c: st.column_config.NumberColumn(format="$%.4f")
-            for c in ("metered_cost_usd", "fixed_cost_usd", "total_cost_usd")
+            for c in (
+                "metered_cost_usd",
+                "fixed_cost_usd",
+                "total_cost_usd",
+                "all_serverless_primary_usd",
+                "all_premium_usd",
+            )
         },
     },
 )

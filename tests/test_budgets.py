@@ -18,6 +18,7 @@ from sophia.budgets import model as bmod
 from sophia.budgets import store as budget_store
 from sophia.budgets.guard import BudgetGuard
 from sophia.ingest import demo
+from sophia.money import pricing
 from sophia.routing.result import ChatRequest
 from sophia.routing.router import Router
 from tests.fakeopenai import FakeOpenAI
@@ -303,8 +304,19 @@ def test_spend_export_equals_independent_aggregation(log):
     text = spend.to_csv(df)
     assert text.splitlines()[0] == (
         "period_start,tier,model,requests,prompt_tokens,completion_tokens,"
-        "metered_cost_usd,fixed_cost_usd,total_cost_usd"
+        "metered_cost_usd,fixed_cost_usd,total_cost_usd,all_serverless_primary_usd,all_premium_usd"
     )
+    # The baselines: every row's tokens at the primary and premium prices, summed here by hand.
+    with db.cursor() as cur:
+        toks = cur.execute("SELECT sum(prompt_tokens), sum(completion_tokens) FROM requests").fetchone()
+    for col, model in (
+        ("all_serverless_primary_usd", cfg.routing.serverless_model),
+        ("all_premium_usd", cfg.routing.premium_model),
+    ):
+        p = pricing.price_of(cfg, model)
+        assert df[col].sum() == pytest.approx(
+            (toks[0] * p.input_per_mtok + toks[1] * p.output_per_mtok) / 1e6, abs=1e-6
+        )
 
 
 def test_spend_csv_cells_are_inert(log):

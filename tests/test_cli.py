@@ -84,7 +84,7 @@ def test_export_requests_and_spend(tmp_path, capsys):
     text = capsys.readouterr().out.splitlines()
     assert text[0] == (
         "period_start,tier,model,requests,prompt_tokens,completion_tokens,metered_cost_usd,"
-        "fixed_cost_usd,total_cost_usd"
+        "fixed_cost_usd,total_cost_usd,all_serverless_primary_usd,all_premium_usd"
     )
     assert sum(int(r.split(",")[3]) for r in text[1:]) == 120
     assert cli.main(["export", "spend", "--group", "colour", "--db", db]) == 1

@@ -3,7 +3,9 @@
 Metered spend is summed in DuckDB over the log. Fixed spend is the GPU-hours of each dedicated
 endpoint in each period while it was part of the fleet (the fleet's history: every started hour
 of each run, up to now), busy or idle, so a period whose GPUs served nothing still shows what
-they cost, and a period before an endpoint joined the fleet shows none.
+they cost, and a period before an endpoint joined the fleet shows none. Beside the total, each
+row gives its tokens at the serverless primary and the premium model's prices (the baselines of
+`money.baselines`: a period's savings is the sum of its primary baseline minus its total).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ COLUMNS = (
     "metered_cost_usd",
     "fixed_cost_usd",
     "total_cost_usd",
+    "all_serverless_primary_usd",
+    "all_premium_usd",
 )
 
 
@@ -67,7 +71,13 @@ def spend(
     groups = _check(by, groups)
     zone = ZoneInfo(tz)
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    df = metered.by_period(cur, by, groups, sources, tz)
+    prices = {
+        "all_serverless_primary_usd": pricing.price_of(cfg, cfg.routing.serverless_model),
+        "all_premium_usd": pricing.price_of(cfg, cfg.routing.premium_model),
+    }
+    df = metered.by_period(
+        cur, by, groups, sources, tz, {k: (p.input_per_mtok, p.output_per_mtok) for k, p in prices.items()}
+    )
     if df.empty:
         return pd.DataFrame(columns=["period_start", *groups, *COLUMNS[4:]])
     # Fixed spend: each dedicated endpoint's hours in each period while it was part of the fleet
@@ -93,7 +103,8 @@ def spend(
         df["fixed_cost_usd"] = 0.0
     for c in ("requests", "prompt_tokens", "completion_tokens"):
         df[c] = df[c].fillna(0).astype("int64")
-    df["metered_cost_usd"] = df["metered_cost_usd"].fillna(0.0).round(pricing.DIGITS)
+    for c in ("metered_cost_usd", "all_serverless_primary_usd", "all_premium_usd"):
+        df[c] = df[c].fillna(0.0).round(pricing.DIGITS)
     df["fixed_cost_usd"] = df["fixed_cost_usd"].fillna(0.0).round(pricing.DIGITS)
     df["total_cost_usd"] = (df["metered_cost_usd"] + df["fixed_cost_usd"]).round(pricing.DIGITS)
     df = df.sort_values(keys, na_position="first").reset_index(drop=True)

@@ -62,17 +62,25 @@ def by_period(
     groups: Sequence[str] = (),
     sources: Sequence[str] | None = None,
     tz: str = "UTC",
+    baseline_prices: Mapping[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
-    """Requests, tokens and metered USD per local calendar period (in `tz`) and group."""
+    """Requests, tokens and metered USD per local calendar period (in `tz`) and group, and per
+    `baseline_prices` entry (column name -> input, output USD per 1M) the tokens at those prices."""
+    baseline_prices = baseline_prices or {}
     if by not in PERIODS or any(g not in GROUPS for g in groups):
         raise ValueError(f"cannot sum spend by {by!r} and {list(groups)!r}")
     clause, params = where(sources)
     sel = "".join(f", {g}" for g in groups)
+    # Each baseline: the tokens at one model's (input, output) prices per 1M, bound in order.
+    at = "".join(
+        f", coalesce(sum((prompt_tokens * ? + completion_tokens * ?) / 1e6), 0) AS {name}" for name in baseline_prices
+    )
+    prices = [x for pair in baseline_prices.values() for x in pair]
     return cur.execute(
         f"""SELECT date_trunc('{by}', timezone(?, timezone('UTC', ts))) AS period_start{sel},
                    count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
                    coalesce(sum(completion_tokens), 0) AS completion_tokens,
-                   coalesce(sum(metered_cost_usd), 0) AS metered_cost_usd
+                   coalesce(sum(metered_cost_usd), 0) AS metered_cost_usd{at}
             FROM requests WHERE {clause} GROUP BY ALL""",
-        [tz, *params],
+        [tz, *prices, *params],
     ).df()

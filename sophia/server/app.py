@@ -170,6 +170,10 @@ def _add_routes(app: FastAPI, s: Sophia) -> None:
         tags=["Reference"],
         summary="Routing statistics over the log (total_requests, serverless_percentage, "
         "cost_savings, average_cost_per_request, ...)",
+        description="Costs: `actual_total_usd` is metered spend plus the GPU-hours paid while the fleet ran; "
+        "beside it the baselines `all_serverless_primary_usd`, `all_premium_usd` and `all_dedicated_usd` "
+        "(with `all_dedicated_unserved_share`). `cost_savings_usd` (also `cost_savings`) = "
+        "all_serverless_primary_usd - actual_total_usd, negative when routing cost more.",
     )
     app.add_api_route(
         "/dashboard",
