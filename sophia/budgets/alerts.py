@@ -20,23 +20,9 @@ import httpx
 
 from sophia.budgets.model import Budget
 from sophia.log.db import Database, DatabaseBusy, DatabaseError
+from sophia.money.format import usd
 
 logger = logging.getLogger(__name__)
-
-
-def usd(x: float) -> str:
-    """Dollars as the app shows them (`ui.appstate.usd`): as many decimals as a small amount needs."""
-    a = abs(x)
-    if a == 0:
-        return "$0"
-    sign = "-" if x < 0 else ""
-    if a >= 100:
-        return f"{sign}${a:,.0f}"
-    if a >= 1:
-        return f"{sign}${a:,.2f}"
-    if a >= 0.01:
-        return f"{sign}${a:.4f}"
-    return f"{sign}${a:.6f}" if a >= 1e-6 else f"{sign}${a:.9f}"
 
 
 def message(b: Budget, kind: str, spent: float) -> str:

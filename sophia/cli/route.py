@@ -94,6 +94,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from sophia.log import stats
     from sophia.log.db import Database
+    from sophia.money import baselines
+    from sophia.money.format import usd
 
     cfg = config_mod.load(opt(args, "config"))
     db = Database(need_db(args))
@@ -106,21 +108,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
     lines = [
         f"requests          {data['total_requests']:,} ({data['serverless_requests']:,} serverless, "
         f"{data['dedicated_requests']:,} dedicated; {data['serverless_percentage']}% serverless)",
-        f"cost              ${data['total_cost_usd']:,.4f} (metered ${data['metered_cost_usd']:,.4f} + "
-        f"dedicated share ${data['amortized_cost_usd']:,.4f}); ${data['average_cost_per_request']:.6f} a request",
-        f"GPU-hours (fixed) ${data['fixed_cost_usd']:,.2f} while the fleet ran, {data['first_request']} → "
+        f"cost              {usd(data['total_cost_usd'])} (metered {usd(data['metered_cost_usd'])} + "
+        f"dedicated share {usd(data['amortized_cost_usd'])}); {usd(data['average_cost_per_request'])} a request",
+        f"GPU-hours (fixed) {usd(data['fixed_cost_usd'])} while the fleet ran, {data['first_request']} → "
         f"{data['last_request']}",
-        f"actual total      ${data['actual_total_usd']:,.4f} (metered + GPU-hours)",
-        f"baselines         all on {data['primary_model']} ${data['all_serverless_primary_usd']:,.4f} · "
-        f"all on {data['premium_model']} ${data['all_premium_usd']:,.4f} · all on the dedicated fleet "
-        f"${data['all_dedicated_usd']:,.2f}"
+        f"actual total      {usd(data['actual_total_usd'])} (metered + GPU-hours)",
+        f"baselines         all on {data['primary_model']} {usd(data['all_serverless_primary_usd'])} · "
+        f"all on {data['premium_model']} {usd(data['all_premium_usd'])} · all on the dedicated fleet "
+        f"{usd(data['all_dedicated_usd'])}"
         + (
             f" ({data['all_dedicated_unserved_share']:.0%} beyond its throughput)"
             if data["all_dedicated_unserved_share"]
             else ""
         ),
-        f"savings           ${data['cost_savings_usd']:,.4f} ({data['cost_savings_percentage']}%) against all on "
-        f"{data['primary_model']} (negative: routing cost more)",
+        f"savings           {usd(data['cost_savings_usd'])} ({data['cost_savings_percentage']:,.1f}%) against all on "
+        f"{data['primary_model']}: {baselines.FORMULA}",
+    ]
+    lines += [f"                  {data['verdict']}"] if data["verdict"] else []
+    lines += [
         f"errors            {data['error_requests']:,}; failovers {data['failover_requests']:,}",
         "latency           " + latency_text(data["latency_p50_ms"], data["latency_p95_ms"]),
     ]

@@ -18,7 +18,7 @@ import pandas as pd
 from sophia.config import Config
 from sophia.log import fleet_store, stats
 from sophia.log.filters import FACETS, MAX_TEXT, FilterError, Filters, where  # noqa: F401  (pages read them here)
-from sophia.money import baselines, fleet, periods, pricing
+from sophia.money import fleet, periods, pricing
 from sophia.money.fleet import FleetPeriod
 from sophia.money.periods import GRAINS, granularity  # noqa: F401  (the overview page picks its grain here)
 from sophia.money.periods import starts as bucket_starts
@@ -120,14 +120,9 @@ def overview(cur: duckdb.DuckDBPyConnection, cfg: Config, f: Filters, now: datet
             "hourly_fixed_usd": fleet.hourly_now(periods, now, sources=sources, live_sources=LIVE_SOURCES),
             "fleet_periods": periods,
             "sources": sources,
-            "verdict": baselines.verdict(_baselines_of(s), cfg.routing.serverless_model),
         }
     )
     return s
-
-
-def _baselines_of(s: dict) -> baselines.Baselines:
-    return baselines.Baselines(**{k: s[k] for k in baselines.Baselines.__dataclass_fields__})
 
 
 def timeseries(cur: duckdb.DuckDBPyConnection, f: Filters, by: str, grain: str) -> pd.DataFrame:

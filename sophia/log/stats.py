@@ -119,6 +119,7 @@ def stats(
         "fixed_cost_usd": round(fixed, 6),
         "average_cost_per_request": round(cost / total, 9) if total else 0.0,
         **b.as_dict(),
+        "verdict": baselines.verdict(b, cfg.routing.serverless_model),
         "primary_model": cfg.routing.serverless_model,
         "premium_model": cfg.routing.premium_model,
         "premium_baseline_usd": round(baseline, 6),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from sophia.money.format import usd
 from sophia.money.periods import HOUR_S
 from sophia.money.pricing import DIGITS
 
@@ -111,7 +112,7 @@ def verdict(b: Baselines, primary_model: str) -> str | None:
     if b.gpu_net_savings_usd >= 0 or b.break_even_requests is None:
         return None
     head = (
-        f"The GPUs cost ${-b.gpu_net_savings_usd:,.2f} more than they saved: "
+        f"The GPUs cost {usd(-b.gpu_net_savings_usd)} more than they saved: "
         f"the traffic they served would have cost less on {primary_model}."
     )
     if b.break_even_multiple is None:

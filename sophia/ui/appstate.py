@@ -17,6 +17,7 @@ from typing import Any
 
 from sophia.config import Config, RoutingSettings
 from sophia.money import pricing
+from sophia.money.format import usd  # noqa: F401  (pages format money here)
 from sophia.routing.features import MAX_TOKENS_LIMIT
 from sophia.routing.policy import Decision
 from sophia.vocab import Capability, Status, Tier, words
@@ -379,23 +380,6 @@ def masked_config(cfg: Config, env: Mapping[str, str] | None = None) -> dict:
 
 
 # --- formatting -------------------------------------------------------------------------
-
-
-def usd(x: float | None) -> str:
-    """Dollars with as many decimals as a small amount needs."""
-    if x is None:
-        return "—"
-    a = abs(x)
-    if a == 0:
-        return "$0"
-    sign = "-" if x < 0 else ""  # "-$5", never "$-5": a leading minus is how a delta reads as a fall
-    if a >= 100:
-        return f"{sign}${a:,.0f}"
-    if a >= 1:
-        return f"{sign}${a:,.2f}"
-    if a >= 0.01:
-        return f"{sign}${a:.4f}"
-    return f"{sign}${a:.6f}"
 
 
 def ms(x: float | None) -> str:
