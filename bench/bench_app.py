@@ -175,9 +175,9 @@ def run(tmp: Path) -> int:
     calls: list[float] = []
     original = simulated.SimulatedBackend.stream
 
-    def stream(self, model, messages, max_tokens):
+    def stream(self, *args, **kwargs):  # whatever the backend call carries (model, messages, body, ...)
         calls.append(time.perf_counter())
-        yield from original(self, model, messages, max_tokens)
+        yield from original(self, *args, **kwargs)
 
     simulated.SimulatedBackend.stream = stream
     starts: list[float] = []  # when app.py begins (its first Streamlit call): the app's own share

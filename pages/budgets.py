@@ -207,16 +207,18 @@ st.dataframe(
     width="stretch",
     column_config={
         "period_start": st.column_config.DatetimeColumn(f"{by} from ({tz})", format="YYYY-MM-DD"),
-        **{
-            c: st.column_config.NumberColumn(format="$%.4f")
-            for c in (
-                "metered_cost_usd",
-                "fixed_cost_usd",
-                "total_cost_usd",
-                "all_serverless_primary_usd",
-                "all_premium_usd",
-            )
-        },
+        "requests": st.column_config.NumberColumn("requests", format="localized"),
+        "prompt_tokens": st.column_config.NumberColumn("prompt tokens", format="localized"),
+        "completion_tokens": st.column_config.NumberColumn("completion tokens", format="localized"),
+        "metered_cost_usd": st.column_config.NumberColumn("metered", format="$%.4f"),
+        "fixed_cost_usd": st.column_config.NumberColumn("GPU-hours", format="$%.2f"),
+        "total_cost_usd": st.column_config.NumberColumn("total", format="$%.2f"),
+        "all_serverless_primary_usd": st.column_config.NumberColumn(
+            "all on primary", format="$%.4f", help=f"The same tokens on {rt.cfg.routing.serverless_model}"
+        ),
+        "all_premium_usd": st.column_config.NumberColumn(
+            "all on premium", format="$%.4f", help=f"The same tokens on {rt.cfg.routing.premium_model}"
+        ),
     },
 )
 st.download_button(
@@ -228,6 +230,7 @@ st.download_button(
     key="bud_csv",
 )
 st.caption(
-    "Fixed spend is every GPU-hour of the dedicated endpoints in each period (the whole period once it is "
-    "over); metered spend is per token. Cells are made inert for spreadsheets."
+    "GPU-hours: every started hour of each dedicated endpoint in each period while it was part of the fleet, "
+    "busy or idle; metered spend is per token. \"All on primary / premium\" are the same tokens at those models' "
+    "prices: a period's savings is its primary figure minus its total. Cells are made inert for spreadsheets."
 )

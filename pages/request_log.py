@@ -51,13 +51,16 @@ COLUMNS = {
     "cost_usd": st.column_config.NumberColumn(
         "cost", format="$%.6f", width=95, help="Metered, or the dedicated request's GPU-time share"
     ),
-    "latency_ms": st.column_config.NumberColumn("latency", format="%.0f ms", width=85),
-    "prompt_tokens": st.column_config.NumberColumn("in tok", format="%d", width=65, help="Prompt tokens"),
-    "completion_tokens": st.column_config.NumberColumn("out tok", format="%d", width=65, help="Completion tokens"),
+    # "localized": thousands separated (16,039) like every other figure of the app; units in the label.
+    "latency_ms": st.column_config.NumberColumn("latency ms", format="localized", width=85),
+    "prompt_tokens": st.column_config.NumberColumn("in tok", format="localized", width=65, help="Prompt tokens"),
+    "completion_tokens": st.column_config.NumberColumn(
+        "out tok", format="localized", width=65, help="Completion tokens"
+    ),
     "status": st.column_config.TextColumn("status", width=75),
     "complexity": st.column_config.NumberColumn("complexity", format="%.2f"),
     "usage_estimated": st.column_config.CheckboxColumn("est.", help="Token usage estimated, not reported"),
-    "ttft_ms": st.column_config.NumberColumn("first token", format="%.0f ms"),
+    "ttft_ms": st.column_config.NumberColumn("first token ms", format="localized"),
     "simulated": st.column_config.CheckboxColumn("sim."),
 }
 

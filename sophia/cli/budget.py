@@ -8,7 +8,13 @@ import json
 from sophia.budgets import alerts as alerts_mod
 from sophia.budgets import model as bmod
 from sophia.cli.common import CLIError, need_db, opt, out, progress
+from sophia.money.format import usd
 from sophia.runtime import Runtime
+
+
+def _minute(iso: str) -> str:
+    """An ISO UTC time as people read it: to the minute."""
+    return iso[:16].replace("T", " ") + " UTC"
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
@@ -44,7 +50,7 @@ def _set(args: argparse.Namespace, rt: Runtime) -> int:
     out(
         args,
         {"version": version, "budget": new.as_dict()},
-        f"budget '{new.name}' saved ({new.scope}, ${new.amount_usd:,.2f} a {new.period}, "
+        f"budget '{new.name}' saved ({new.scope}, {usd(new.amount_usd)} a {new.period}, "
         f"{new.action} at the limit); budgets version {version}",
     )
     return 0
@@ -92,12 +98,12 @@ def _print_state(args: argparse.Namespace, rows: list[dict], alerts: list[dict])
         print("no budget is set: add one with `sophia budget set NAME --amount USD [--scope ...] [--period ...]`")
     for r in rows:
         f = r["forecast"]
-        runs_out = f" — runs out {f['runs_out_at']}" if f["runs_out_at"] else ""
+        runs_out = f" — runs out {_minute(f['runs_out_at'])}" if f["runs_out_at"] else ""
         print(
-            f"{r['name']:<20} {r['scope']:<28} per {r['period']:<5} ${r['spent_usd']:>10,.2f} of "
-            f"${r['amount_usd']:,.2f} ({r['percent']:.0f}%, {r['state']}) reserved ${r['reserved_usd']:,.4f}; "
-            f"forecast ${f['projected_usd']:,.2f} [{f['projected_low_usd']:,.2f}–{f['projected_high_usd']:,.2f}]"
-            f"{runs_out}"
+            f"{r['name']:<20} {r['scope']:<28} per {r['period']:<5} {usd(r['spent_usd']):>10} of "
+            f"{usd(r['amount_usd'])} ({r['percent']:.0f}%, {r['state']}) reserved {usd(r['reserved_usd'])}; "
+            f"forecast at period end {usd(f['projected_usd'])} (likely range {usd(f['projected_low_usd'])} to "
+            f"{usd(f['projected_high_usd'])}){runs_out}"
         )
     for a in alerts[:10]:
-        print(f"alert {a['created_at']}: {a['message']}")
+        print(f"alert {_minute(a['created_at'])}: {a['message']}")

@@ -22,9 +22,12 @@ def breakdown_text(breakdown: dict[str, float]) -> str:
     return ", ".join(f"{k} +{v:.2f}" for k, v in parts) if parts else "no part added anything"
 
 
-def latency_text(p50: float | None, p95: float | None) -> str:
-    """Percentiles of successful requests; none when no request of the selection succeeded."""
+def latency_text(p50: float | None, p95: float | None, succeeded: int = 0) -> str:
+    """Percentiles of successful requests; none when no request of the selection succeeded, or
+    when those that did carry no latency (an imported trace without a latency column)."""
     if p50 is None or p95 is None:
+        if succeeded:
+            return f"— (none of the {succeeded:,} successful requests has a recorded latency)"
         return "— (no successful request to measure)"
     return f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms"
 
@@ -110,8 +113,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"{data['dedicated_requests']:,} dedicated; {data['serverless_percentage']}% serverless)",
         f"cost              {usd(data['total_cost_usd'])} (metered {usd(data['metered_cost_usd'])} + "
         f"dedicated share {usd(data['amortized_cost_usd'])}); {usd(data['average_cost_per_request'])} a request",
-        f"GPU-hours (fixed) {usd(data['fixed_cost_usd'])} while the fleet ran, {data['first_request']} → "
-        f"{data['last_request']}",
+        f"GPU-hours (fixed) {usd(data['fixed_cost_usd'])} while the fleet ran, "
+        f"{data['first_request'][:16].replace('T', ' ')} → {data['last_request'][:16].replace('T', ' ')} UTC",
         f"actual total      {usd(data['actual_total_usd'])} (metered + GPU-hours)",
         f"baselines         all on {data['primary_model']} {usd(data['all_serverless_primary_usd'])} · "
         f"all on {data['premium_model']} {usd(data['all_premium_usd'])} · all on the dedicated fleet "
@@ -127,7 +130,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     lines += [f"                  {data['verdict']}"] if data["verdict"] else []
     lines += [
         f"errors            {data['error_requests']:,}; failovers {data['failover_requests']:,}",
-        "latency           " + latency_text(data["latency_p50_ms"], data["latency_p95_ms"]),
+        "latency           "
+        + latency_text(data["latency_p50_ms"], data["latency_p95_ms"], data["total_requests"] - data["error_requests"]),
     ]
     out(args, data, "\n".join(lines))
     return 0

@@ -239,9 +239,10 @@ def _export_requests(args: argparse.Namespace) -> int:
         secrets = export.secret_values(cfg, config_mod.load_secrets())
         with db.cursor(on_wait=progress) as cur:
             if target is not None:
+                rows = analytics.count(cur, f)
                 with _open_out(target, "wb") as fh:
                     n = export.write_csv(cur, f, fh, secrets=secrets)
-                print(f"wrote {n:,} bytes to {args.out}", file=sys.stderr)
+                print(f"wrote {rows:,} requests ({n:,} bytes) to {args.out}", file=sys.stderr)
             else:
                 export.write_csv(cur, f, sys.stdout.buffer, secrets=secrets)
     finally:
