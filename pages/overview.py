@@ -55,6 +55,8 @@ if o["total_requests"] == 0:
 # --- headline figures --------------------------------------------------------------------
 
 common.metric_rows(metrics.overview(o, cfg.routing.premium_model), height="stretch")
+if o["verdict"]:  # the GPUs cost more than they save: said in words, with their break-even
+    st.warning(o["verdict"], icon=":material/trending_down:")
 
 if o["total_requests"] == 0:
     st.stop()
@@ -87,7 +89,11 @@ def over_time() -> None:
     if measure == "Latency":
         fig = charts.latency_over_time(common.cached("latency", version, f, grain))
     else:
-        fixed = analytics.fixed_series(cfg, chart_start, chart_end, grain) if measure == "Spend" else None
+        fixed = (
+            analytics.fixed_series(cfg, chart_start, chart_end, grain, o["fleet_periods"], o["sources"])
+            if measure == "Spend"
+            else None
+        )
         fig = charts.groups_over_time(common.cached("timeseries", version, f, by, grain), measure, fixed)
     st.plotly_chart(fig, key="ov_chart")
     if measure == "Spend":

@@ -280,6 +280,17 @@ def test_overview_figures_equal_independent_computations(app_env):
     assert metric(at, "Failover rate") == appstate.pct(x["failover_rate"], 2)
 
 
+def test_overview_says_when_the_gpus_cost_more_than_they_save(app_env):
+    seed(app_env["db"], app_env["config"], n=800, days=3)
+    at = run_page("pages/overview.py")
+    no_exception(at)
+    cfg = config.load(app_env["config"])
+    said = [w.value for w in at.warning]
+    assert any(w.startswith("The GPUs cost $") and "break even" in w for w in said), said
+    # And the savings card is negative: the three GPUs cost far more than per-token for this traffic.
+    assert metric(at, f"Savings vs. all on {cfg.routing.serverless_model}").startswith("-$")
+
+
 def test_overview_hides_demo_traffic_and_filters_sources(app_env):
     seed(app_env["db"], app_env["config"], n=500, days=3)
     # Add playground traffic the demo toggle must keep.
