@@ -247,3 +247,26 @@ def test_forecast_mid_hour_is_not_zero_right_after_spend(tmp_path):
     finally:
         rt.close()
     assert math.isfinite(bmod.forecast(rt.guard.budgets[0], 0, [], 0.0, now, now + h(1), 0).projected_usd)
+
+
+def test_replay_reports_the_actual_total_beside_the_baselines(tmp_path):
+    from sophia.analysis import replay
+    from sophia.ingest import demo
+
+    db = _db(tmp_path)
+    demo.write(db, demo.generate(CFG, 2000, 3, seed=4), cfg=CFG)
+    with db.cursor() as cur:
+        t = replay.load(cur, None)
+        toks = cur.execute("SELECT sum(prompt_tokens), sum(completion_tokens) FROM requests").fetchone()
+    d = replay.replay(t, CFG.with_routing(complexity_threshold=0.4)).as_dict()
+    prim = pricing.price_of(CFG, CFG.routing.serverless_model)
+    prem = pricing.price_of(CFG, CFG.routing.premium_model)
+    assert d["all_serverless_primary_usd"] == pytest.approx(
+        (toks[0] * prim.input_per_mtok + toks[1] * prim.output_per_mtok) / 1e6, abs=1e-5
+    )
+    assert d["all_premium_usd"] == pytest.approx(
+        (toks[0] * prem.input_per_mtok + toks[1] * prem.output_per_mtok) / 1e6, abs=1e-5
+    )
+    assert d["actual_total_usd"] == pytest.approx(d["metered_cost_usd"] + d["fixed_cost_usd"], abs=1e-6)
+    assert d["cost_savings_usd"] == pytest.approx(d["all_serverless_primary_usd"] - d["actual_total_usd"], abs=1e-6)
+    db.close()

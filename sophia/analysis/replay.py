@@ -181,6 +181,14 @@ class ReplayResult:
     changed_decisions: int
     runtime_only: int
     code: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int8))
+    # The same tokens at the serverless primary / premium model's prices (money.baselines).
+    primary_usd: float = 0.0
+    premium_usd: float = 0.0
+
+    @property
+    def actual_total_usd(self) -> float:
+        """What the replayed routing would pay: metered plus the fleet's GPU-hours over the span."""
+        return self.metered_cost_usd + self.fixed_cost_usd
 
     @property
     def dedicated_share(self) -> float:
@@ -196,6 +204,11 @@ class ReplayResult:
             "metered_cost_usd": round(self.metered_cost_usd, 6),
             "amortized_cost_usd": round(self.amortized_cost_usd, 6),
             "fixed_cost_usd": round(self.fixed_cost_usd, 6),
+            "actual_total_usd": round(self.actual_total_usd, 6),
+            "all_serverless_primary_usd": round(self.primary_usd, 6),
+            "all_premium_usd": round(self.premium_usd, 6),
+            # money.baselines.FORMULA: all on the primary model minus the actual total.
+            "cost_savings_usd": round(self.primary_usd - self.actual_total_usd, 6),
             "latency_ms": self.latency_ms,
             "quality": self.quality,
             "labelled_requests": self.labelled,
@@ -238,6 +251,12 @@ def replay(
     labelled = int(t.labelled.sum())
     start, end = t.span
     fixed = pricing.fixed_cost(cfg.endpoints, start, end) if start else 0.0
+    ptok, ctok = float(np.sum(t.prompt_tokens)), float(np.sum(t.completion_tokens))
+
+    def at(model: str) -> float:
+        price = pricing.price_of(cfg, model)
+        return (ptok * price.input_per_mtok + ctok * price.output_per_mtok) / pricing.PER_MTOK
+
     latency = {}
     for tier, parts in lat.items():
         v = np.concatenate(parts)
@@ -256,6 +275,8 @@ def replay(
         changed_decisions=changed,
         runtime_only=int(t.runtime_only.sum()),
         code=code,
+        primary_usd=at(cfg.routing.serverless_model),
+        premium_usd=at(cfg.routing.premium_model),
     )
 
 

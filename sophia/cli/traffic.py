@@ -159,12 +159,16 @@ def _print_sweep(args: argparse.Namespace, traffic, cfg, tiers, prepared) -> Non
 
 
 def _print_replay(args: argparse.Namespace, r: dict) -> None:
+    from sophia.money.format import usd
+
     q = f"{r['quality']:.1%} of {r['labelled_requests']:,} labelled" if r["quality"] is not None else "no labels"
     latency = ", ".join(f"{k} p50 {v['p50']:.0f} ms / p95 {v['p95']:.0f} ms" for k, v in r["latency_ms"].items())
     lines = [
         f"requests     {r['requests']:,}: {r['serverless']:,} serverless, {r['dedicated']:,} dedicated",
-        f"cost         metered ${r['metered_cost_usd']:,.4f}, dedicated share ${r['amortized_cost_usd']:,.4f}, "
-        f"GPU-hours ${r['fixed_cost_usd']:,.2f}",
+        f"cost         metered {usd(r['metered_cost_usd'])}, dedicated share {usd(r['amortized_cost_usd'])}, "
+        f"GPU-hours {usd(r['fixed_cost_usd'])} (the configured fleet over the span)",
+        f"actual total {usd(r['actual_total_usd'])} · all on primary {usd(r['all_serverless_primary_usd'])} · "
+        f"all on premium {usd(r['all_premium_usd'])} · savings {usd(r['cost_savings_usd'])} against all on primary",
         "latency      " + latency,
         f"quality      {q}",
         f"changed      {r['changed_decisions']:,} decisions differ from the log "
