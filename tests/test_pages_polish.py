@@ -57,7 +57,10 @@ def test_request_log_shows_cost_latency_and_tokens_early_and_ids_whole(app_env):
     early = sum(columns[c]["width"] for c in order[:6])
     assert early <= 1400 - 300 - 120  # sidebar and margins
     assert columns["cost_usd"]["type_config"]["format"] == "$%.6f"
-    assert columns["latency_ms"]["type_config"]["format"] == "%.0f ms"
+    # Latencies and tokens with thousands separators (16,039), units in the header.
+    assert columns["latency_ms"]["type_config"]["format"] == "localized"
+    assert columns["latency_ms"]["label"] == "latency ms"
+    assert columns["prompt_tokens"]["type_config"]["format"] == "localized"
 
 
 def test_open_a_request_by_id_when_the_filters_match_nothing(app_env):

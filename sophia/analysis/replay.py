@@ -341,6 +341,41 @@ class Curve:
     apgr: float
     random_apgr: float
     oracle_apgr: float
+    # Call-performance thresholds: the share of strong-tier calls needed for 50% / 80% of the gap.
+    cpt: dict[str, dict[int, float | None]] = field(default_factory=dict)  # policy|random|oracle -> X -> share
+
+
+CPT_LEVELS = (50, 80)
+
+
+def _anchored(share, quality, weak: float, strong: float) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's points by share, with all-weak at 0 and all-strong at 1 (as APGR reads it)."""
+    s = np.concatenate([[0.0], np.asarray(share, dtype=float), [1.0]])
+    q = np.concatenate([[weak], np.asarray(quality, dtype=float), [strong]])
+    keep = ~(np.isnan(s) | np.isnan(q))
+    s, q = s[keep], q[keep]
+    order = np.lexsort((q, s))
+    return s[order], q[order]
+
+
+def cpt(share, quality, weak: float, strong: float, level: float) -> float | None:
+    """RouteLLM's call-performance threshold CPT(level%): the smallest share of calls to the strong
+    tier at which the curve reaches weak + level% of the gap, by linear interpolation between
+    neighbouring points (the first crossing from share 0 up). None when the gap is not positive
+    or the curve never gets there."""
+    gap = strong - weak
+    if not gap > 0:
+        return None
+    target = weak + gap * level / 100
+    s, q = _anchored(share, quality, weak, strong)
+    if q[0] >= target:
+        return float(s[0])
+    for i in range(1, len(s)):
+        if q[i] >= target:
+            if q[i] == q[i - 1]:
+                return float(s[i])
+            return float(s[i - 1] + (target - q[i - 1]) / (q[i] - q[i - 1]) * (s[i] - s[i - 1]))
+    return None
 
 
 def apgr(share: np.ndarray, quality: np.ndarray, weak: float, strong: float) -> float:
@@ -349,10 +384,7 @@ def apgr(share: np.ndarray, quality: np.ndarray, weak: float, strong: float) -> 
     gap = strong - weak
     if gap == 0:
         return float("nan")
-    s = np.concatenate([[0.0], np.asarray(share, dtype=float), [1.0]])
-    q = np.concatenate([[weak], np.asarray(quality, dtype=float), [strong]])
-    order = np.lexsort((q, s))
-    s, q = s[order], q[order]
+    s, q = _anchored(share, quality, weak, strong)
     return float(np.trapezoid((q - weak) / gap, s))
 
 
@@ -375,6 +407,10 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
     oq = weak + np.minimum(k, fix) / n
     orc = pd.DataFrame({"share": shares, "quality": oq})
     pts = sweep_df.assign(share=sweep_df["labelled_share"])[["threshold", "share", "quality"]]
+    cpts = {
+        name: {x: cpt(df["share"].to_numpy(), df["quality"].to_numpy(), weak, strong, x) for x in CPT_LEVELS}
+        for name, df in (("policy", pts), ("random", rnd), ("oracle", orc))
+    }
     return Curve(
         weak,
         strong,
@@ -384,6 +420,7 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
         apgr(pts["share"].to_numpy(), pts["quality"].to_numpy(), weak, strong),
         apgr(rnd["share"].to_numpy(), rnd["quality"].to_numpy(), weak, strong),
         apgr(orc["share"].to_numpy(), orc["quality"].to_numpy(), weak, strong),
+        cpts,
     )
 
 

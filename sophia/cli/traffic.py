@@ -145,6 +145,11 @@ def _print_sweep(args: argparse.Namespace, traffic, cfg, tiers, prepared) -> Non
             "apgr": c.apgr,
             "random_apgr": c.random_apgr,
             "oracle_apgr": c.oracle_apgr,
+            **{
+                f"{'' if name == 'policy' else name + '_'}cpt_{x}": v
+                for name, by_level in c.cpt.items()
+                for x, v in by_level.items()
+            },
             "tiers": tiers,
         }
     text = sw[["threshold", "dedicated_share", "metered_cost_usd", "amortized_cost_usd", "quality"]].to_string(
@@ -154,6 +159,15 @@ def _print_sweep(args: argparse.Namespace, traffic, cfg, tiers, prepared) -> Non
         text += (
             f"\nquality gap recovered (APGR): policy {data['apgr']:.3f}, random {data['random_apgr']:.3f}, "
             f"oracle {data['oracle_apgr']:.3f}"
+        )
+
+        def share(v: float | None) -> str:
+            return "never" if v is None else f"{v:.1%}"
+
+        text += "\nstrong-tier calls needed (CPT): " + "; ".join(
+            f"{x}% of the gap: policy {share(data[f'cpt_{x}'])}, random {share(data[f'random_cpt_{x}'])}, "
+            f"oracle {share(data[f'oracle_cpt_{x}'])}"
+            for x in replay.CPT_LEVELS
         )
     out(args, data, text)
 

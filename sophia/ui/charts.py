@@ -229,30 +229,46 @@ def labelled_share(r: replay.ReplayResult, t: replay.Traffic, cfg: Config) -> fl
     return float((ded & t.labelled).sum() / max(t.labelled.sum(), 1))
 
 
+def _cpts(cv: replay.Curve, name: str) -> str:
+    """ "CPT(50%) 50% · CPT(80%) 80%": the strong-tier share each level of the gap needs."""
+    levels = cv.cpt.get(name, {})
+    return " · ".join(f"CPT({x}%) {'never' if v is None else f'{v:.0%}'}" for x, v in levels.items())
+
+
 def _quality_curve(fig: go.Figure, sw: pd.DataFrame, t: replay.Traffic, tiers: dict) -> None:
     cv = replay.curve(t, sw, tiers)
     fig.add_scatter(
         x=cv.random["share"],
         y=cv.random["quality"],
-        name=f"random (APGR {cv.random_apgr:.2f})",
+        name=f"random (APGR {cv.random_apgr:.2f} · {_cpts(cv, 'random')})",
         line={"dash": "dot", "color": "#94A3B8"},
     )
     fig.add_scatter(
         x=cv.oracle["share"],
         y=cv.oracle["quality"],
-        name=f"oracle (APGR {cv.oracle_apgr:.2f})",
+        name=f"oracle (APGR {cv.oracle_apgr:.2f} · {_cpts(cv, 'oracle')})",
         line={"dash": "dash", "color": "#10B981"},
     )
     fig.add_scatter(
         x=sw["labelled_share"],
         y=sw["quality"],
-        name=f"policy sweep (APGR {cv.apgr:.2f})",
+        name=f"policy sweep (APGR {cv.apgr:.2f} · {_cpts(cv, 'policy')})",
         mode="lines+markers",
         line={"color": PALETTE[0]},
         marker={"size": 4},
         customdata=sw["threshold"],
         hovertemplate="threshold %{customdata:.2f}<br>share %{x:.1%}<br>quality %{y:.1%}<extra></extra>",
     )
+    # RouteLLM's CPT(50%) / CPT(80%): where the policy reaches half and 80% of the quality gap.
+    for x in replay.CPT_LEVELS:
+        share = cv.cpt.get("policy", {}).get(x)
+        if share is not None:
+            fig.add_vline(
+                x=share,
+                line={"dash": "dot", "color": PALETTE[0], "width": 1},
+                annotation_text=f"CPT({x}%) {share:.0%}",
+                annotation_position="top left" if x == 50 else "bottom right",
+            )
     fig.add_scatter(
         x=[0, 1],
         y=[cv.weak, cv.strong],
