@@ -76,6 +76,11 @@ def _policy_versions(where: tuple[str, str], data_version) -> list:
         return versions.history(cur)
 
 
+@st.cache_data(show_spinner="Working out what the published figures assume…")
+def _explained(where: tuple[str, str]) -> dict:
+    return reference.explain(cfg, seconds=20)
+
+
 def _fit_profile() -> None:
     try:
         sources, s0, e0, _ = sim_form.selection(ss, common.now())
@@ -186,6 +191,13 @@ with st.form("sim_form", border=True, enter_to_submit=False):
             _numbers("profile")
     with t_fleet:
         _numbers("fleet")
+        st.checkbox(
+            "Autoscale this GPU type",
+            key="sim_auto",
+            help="Also simulate the GPU type autoscaled between min and max instances, beside this fleet and "
+            "all-serverless: instances are paid from request (provisioning) to release.",
+        )
+        _numbers("autoscale")
     with t_serverless:
         _numbers("serverless")
         st.caption("**Other fixed costs**")
@@ -293,6 +305,7 @@ tabs = st.tabs(
         "Optimizer",
         "Reference scenario",
         "Scenarios",
+        "Autoscaling",
     ]
 )
 
@@ -374,6 +387,19 @@ with tabs[6]:
         st.caption(sim_view.reference_caption(PUBLISHED, ref["after"].summary()))
     else:
         st.caption("Press the button to simulate it (a minute of traffic at each rate, priced for a month).")
+    st.markdown("**What the published figures assume, and which of the seed's claims contradict each other**")
+    explained = _explained(common.paths())
+    st.dataframe(sim_view.assumptions_table(explained), hide_index=True, width="stretch")
+    st.dataframe(sim_view.contradictions_table(explained), hide_index=True, width="stretch")
+    st.caption(sim_view.curl_caption(explained))
+
+with tabs[8]:
+    if report.scaled is None:
+        st.info("Tick **Autoscale this GPU type** (Fleet) and run the simulation.", icon=":material/expand:")
+    else:
+        st.plotly_chart(sim_view.instances_chart(report.scaled), width="stretch", key="sim_instances_chart")
+        st.dataframe(sim_view.autoscale_table(report.comparison()), hide_index=True, width="stretch")
+        st.caption(sim_view.autoscale_caption(report))
 
 with tabs[7]:
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")

@@ -352,6 +352,33 @@ def _add_simulate(sub, common: argparse.ArgumentParser) -> None:
     sm.add_argument("--slo-ms", type=float, default=500.0, help="target p95 time to first token, ms (default 500)")
     sm.add_argument("--policy", choices=("router", "dedicated-first", *words(Tier)), default="router")
     sm.add_argument("--optimize", action="store_true", help="find the cheapest GPU count meeting the target")
+    sm.add_argument(
+        "--max-gpus", type=float, help="the optimizer's largest fleet, and largest autoscaled pool, 1 to 1,024 (32)"
+    )
+    sm.add_argument(
+        "--reference",
+        action="store_true",
+        help="the reference deployment's published figures: what they assume, what the simulator computes, "
+        "which of them contradict each other",
+    )
+    au = sm.add_argument_group("autoscaling (any of these simulates the GPU type autoscaled, beside the fleet)")
+    au.add_argument("--autoscale-min", type=float, metavar="N", help="instances always running, 0 to 1,024 (5)")
+    au.add_argument("--autoscale-max", type=float, metavar="N", help="most instances, 1 to 1,024 (50)")
+    au.add_argument(
+        "--target-utilization", type=float, metavar="X", help="share of a full batch aimed at, 0.05 to 1 (0.7)"
+    )
+    au.add_argument(
+        "--scale-up-delay",
+        type=float,
+        metavar="S",
+        help="seconds from requesting an instance to serving, 0 to 3,600 (5)",
+    )
+    au.add_argument(
+        "--cool-down",
+        type=float,
+        metavar="S",
+        help="seconds of lower load before releasing instances, 0 to 3,600 (300)",
+    )
 
 
 def _add_serve(sub, common: argparse.ArgumentParser) -> None:

@@ -16,10 +16,36 @@ from sophia.cli.common import out as _out
 from sophia.cli.common import progress as _progress
 from sophia.log.db import Database, default_path
 
+AUTOSCALE_FLAGS = (
+    ("autoscale_min", "min_instances"),
+    ("autoscale_max", "max_instances"),
+    ("target_utilization", "target_utilization"),
+    ("scale_up_delay", "scale_up_delay_s"),
+    ("cool_down", "cool_down_s"),
+)
+
+
+def _autoscale(args):
+    """The autoscaling flags given (None: none); the others keep their defaults. Checked by the request."""
+    from sophia.sim.autoscale import Autoscale
+
+    given = {field: getattr(args, flag, None) for flag, field in AUTOSCALE_FLAGS}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    return Autoscale(**given)
+
 
 def cmd_simulate(args) -> int:
     from sophia import sim
 
+    cfg = config_mod.load(_opt(args, "config"))
+    if getattr(args, "reference", False):
+        from sophia.sim import reference
+
+        data = reference.explain(cfg)
+        _out(args, data, reference.explain_text(data))
+        return 0
     req = sim.SimRequest(
         source=args.source,
         profile=args.profile,
@@ -32,8 +58,8 @@ def cmd_simulate(args) -> int:
         policy=args.policy,
         optimize=args.optimize,
         max_gpus=getattr(args, "max_gpus", None),  # the optimizer's range, where the parser offers --max-gpus
+        autoscale=_autoscale(args),
     )
-    cfg = config_mod.load(_opt(args, "config"))
     path = _opt(args, "db") or default_path()
     db = None
     if args.profile is None or path == ":memory:" or Path(path).exists():

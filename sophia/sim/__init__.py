@@ -16,6 +16,7 @@ dedicated requests that would wait too long fail over to the premium serverless 
 
 from sophia.money.periods import MONTH_DAYS, MONTH_HOURS
 from sophia.sim.analytic import FluidResult, compare, fluid, project
+from sophia.sim.autoscale import Autoscale
 from sophia.sim.breakeven import CURVES, BreakEven, break_even, crossovers
 from sophia.sim.costs import Costs
 from sophia.sim.des import DEDICATED, OVERFLOW, ROUTES, SERVERLESS, SimResult, simulate
@@ -39,6 +40,7 @@ from sophia.sim.sizing import Optimum, optimize
 
 __all__ = [
     "CURVES",
+    "Autoscale",
     "DEDICATED",
     "DEFAULT_SLO_MS",
     "MONTH_DAYS",

@@ -16,8 +16,10 @@ import pandas as pd
 
 from sophia.config import Config
 from sophia.money.periods import MONTH_DAYS
+from sophia.sim import autoscale as autoscale_mod
 from sophia.sim import queueing
 from sophia.sim import workload as traffic_mod
+from sophia.sim.autoscale import Autoscale, Schedule
 from sophia.sim.costs import Costs, span_costs
 from sophia.sim.des import SimResult
 from sophia.sim.fleet import Fleet, GPUPool
@@ -49,6 +51,7 @@ class FluidResult:
     mean_wait_ms: float
     utilization: float
     elapsed_s: float = 0.0
+    scaling: Schedule | None = None  # the autoscaling schedule (None: a fixed fleet)
 
     @property
     def dedicated_share(self) -> float:
@@ -86,7 +89,7 @@ class FluidResult:
             "slo_ms": self.slo_ms,
             "meets_target": bool(self.meets_target),
             "missed_share": round(1 - self.meet_share, 6),
-        }
+        } | ({"autoscale": self.scaling.summary()} if self.scaling is not None else {})
 
 
 @dataclass
@@ -99,7 +102,7 @@ class _Queue:
     q: dict[str, np.ndarray]
     wait: np.ndarray  # mean wait of those served, seconds (backlog included)
     work: np.ndarray  # slot-seconds busy
-    slots: int  # batch slots of the queue (servers × concurrency)
+    slots: int | np.ndarray  # batch slots of the queue (servers × concurrency), per minute when autoscaled
     unstable: np.ndarray  # minutes with no overflow whose load exceeds the queue (the backlog grows)
     max_wait: float  # seconds a request may wait before it overflows
 
@@ -114,21 +117,26 @@ class _Queue:
             {key: v[sel] for key, v in self.q.items()},
             self.wait[sel],
             self.work[sel],
-            self.slots,
+            self.slots[sel] if isinstance(self.slots, np.ndarray) else self.slots,
             self.unstable[sel],
             self.max_wait,
         )
 
 
-def _queue(pools: tuple[GPUPool, ...], n, pt, ct, prompt_q, max_wait: float) -> _Queue:
+def _queue(
+    pools: tuple[GPUPool, ...], n, pt, ct, prompt_q, max_wait: float, servers: np.ndarray | None = None
+) -> _Queue:
     """One dedicated queue, every minute at once.
 
     Per minute: arrival rate lam, mean prompt p and output c. A request's service time with
     L others in its server's batch is p·prefill + c·(itl0 + alpha·L); Little's law gives
     L = lam·S / servers (at most slots − 1), so S = (p·prefill + c·itl0) / (1 − c·alpha·lam / servers),
     capped at the full-batch time. The queue is then M/M/k with k = all slots and balking at
-    the wait budget (`queueing.balking`).
+    the wait budget (`queueing.balking`). With `servers` (autoscaling, one GPU type) the number
+    of servers is per minute.
     """
+    if servers is not None:
+        pools = tuple(p.with_count(1) for p in pools)
     c = sum(p.count for p in pools)
     k = sum(p.count * p.slots for p in pools)
     wts = np.array([p.count * p.slots for p in pools], dtype=float) / k
@@ -136,6 +144,9 @@ def _queue(pools: tuple[GPUPool, ...], n, pt, ct, prompt_q, max_wait: float) -> 
     alpha = float(np.dot(wts, [p.alpha_s for p in pools]))
     ipre = float(np.dot(wts, [p.prefill_s_per_token for p in pools]))
     slots = k / c
+    if servers is not None:  # per minute: servers c and batch slots k (a minute with none overflows all)
+        c = np.maximum(np.asarray(servers, dtype=float), 1.0)
+        k = np.asarray(servers, dtype=np.int64) * int(slots)
     lam = n / MINUTE_S
     with np.errstate(divide="ignore", invalid="ignore"):
         pbar = np.where(n > 0, pt / n, 0.0)
@@ -147,7 +158,7 @@ def _queue(pools: tuple[GPUPool, ...], n, pt, ct, prompt_q, max_wait: float) -> 
     s = np.where(n > 0, np.maximum(s, 1e-9), 0.0)
     others = np.minimum(lam * s / c, slots - 1)
     first = (itl0 + alpha * others) * (cbar > 0)
-    q = queueing.balking(k, lam, s, max_wait)
+    q = queueing.balking(k, lam, s, max_wait) if servers is None else queueing.balking_per(k, lam, s, max_wait)
     unstable = np.zeros(len(n), dtype=bool)
     shift = np.zeros(len(n))
     if math.isinf(max_wait):  # no overflow: a backlog carries from minute to minute
@@ -166,7 +177,7 @@ def _queue(pools: tuple[GPUPool, ...], n, pt, ct, prompt_q, max_wait: float) -> 
         p_balk = q["p_balk"]
         served = n * (1 - p_balk)
         wait = q["mean_wait"]
-    work = served * s  # slot-seconds busy
+    work = served * s if servers is None else np.where(k > 0, served * s, 0.0)  # slot-seconds busy
     return _Queue(
         n, served, p_balk, first + shift, np.asarray(prompt_q, dtype=float) * ipre, q, wait, work, k, unstable, max_wait
     )
@@ -250,14 +261,28 @@ def fluid(
     quantiles: bool = True,
     w_for_costs: Workload | None = None,
     target: bool = True,
+    autoscale: Autoscale | None = None,
 ) -> FluidResult:
     """The fluid/analytic model over per-minute aggregates (`target=False` skips the share meeting
-    the target, `quantiles=False` the TTFT quantiles: what a sizing sweep does not read)."""
+    the target, `quantiles=False` the TTFT quantiles: what a sizing sweep does not read).
+
+    With `autoscale`, the fleet's one GPU type runs the controller's schedule over these minutes
+    (`sophia.sim.autoscale`): each minute's servers are those serving at its midpoint."""
     t0 = time.perf_counter()
     check_policy(policy)
     slo_ms = check_slo(slo_ms)
     max_wait_s(policy, slo_ms, max_wait_ms)
     M = mins.count
+    sched = None
+    servers = None
+    if autoscale is not None:
+        autoscale = autoscale.check()
+        if fleet.pools:
+            fleet = fleet.resized(autoscale.max_instances)
+        pool = autoscale_mod.pool_of(fleet)
+        demand = autoscale_mod.demand_servers(mins.prompt, mins.completion, pool, M)
+        sched = autoscale_mod.schedule(demand, autoscale, mins.span_s)
+        servers = sched.minute_serving()
     queues = [
         _queue(
             pools,
@@ -266,6 +291,7 @@ def fluid(
             mins.completion[g],
             mins.prompt_q[g],
             max_wait_s(policy, slo_ms, max_wait_ms, mins.unloaded_ttft_s[g]),
+            servers,
         )
         for g, pools in enumerate(mins.groups)
     ]
@@ -276,7 +302,7 @@ def fluid(
         mins.serverless_metered.sum()
         + sum((qu.p_balk * om).sum() for qu, om in zip(queues, mins.overflow_metered, strict=True))
     )
-    costs = span_costs(w_for_costs or traffic_mod.empty(mins.span_s, mins.start), fleet, metered)
+    costs = span_costs(w_for_costs or traffic_mod.empty(mins.span_s, mins.start), fleet, metered, schedule=sched)
     slo_s = slo_ms / 1000
     meet = math.nan
     if target:
@@ -288,7 +314,12 @@ def fluid(
     ttft = _ttft_quantiles(mins, queues, total_n) if quantiles and total_n else {}
     slots = sum(qu.slots for qu in queues)
     work = sum(qu.work for qu in queues) if queues else np.zeros(M)
-    util = np.clip(work / (slots * MINUTE_S), 0, 1) if slots else np.zeros(M)
+    slot_seconds = float(np.sum(slots * MINUTE_S)) if isinstance(slots, np.ndarray) else slots * mins.span_s
+    if isinstance(slots, np.ndarray):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            util = np.clip(np.where(slots > 0, work / (slots * MINUTE_S), 0.0), 0, 1)
+    else:
+        util = np.clip(work / (slots * MINUTE_S), 0, 1) if slots else np.zeros(M)
     ded_m = sum(qu.served for qu in queues) if queues else np.zeros(M)
     ovf_m = sum(qu.n * qu.p_balk for qu in queues) if queues else np.zeros(M)
     wait_m = sum(qu.wait * qu.served for qu in queues) if queues else np.zeros(M)
@@ -320,8 +351,9 @@ def fluid(
         meet_share=meet,
         ttft=ttft,
         mean_wait_ms=float(np.sum(wait_m)) / dedicated * 1000 if dedicated else 0.0,
-        utilization=min(1.0, total_work / (slots * mins.span_s)) if slots else 0.0,
+        utilization=min(1.0, total_work / slot_seconds) if slot_seconds else 0.0,
         elapsed_s=time.perf_counter() - t0,
+        scaling=sched,
     )
 
 
@@ -335,9 +367,12 @@ def project(
     days: float | None = MONTH_DAYS,
     growth_per_month: float = 0.0,
     quantiles: bool = True,
+    autoscale: Autoscale | None = None,
 ) -> FluidResult:
     """The fluid model over the workload's minutes, repeated to `days` (None: the workload's own span)."""
     t0 = time.perf_counter()
+    if autoscale is not None and fleet.pools:
+        fleet = fleet.resized(autoscale.max_instances)
     mins = minutes_of(w, cfg, fleet, policy)
     span_w = w
     if days is not None:
@@ -345,7 +380,7 @@ def project(
             raise ValueError(f"days must be > 0 (got {days!r})")
         mins = mins.repeated(days, growth_per_month)
         span_w = traffic_mod.empty(mins.span_s, w.start)
-    res = fluid(mins, fleet, policy, slo_ms, max_wait_ms, quantiles, w_for_costs=span_w)
+    res = fluid(mins, fleet, policy, slo_ms, max_wait_ms, quantiles, w_for_costs=span_w, autoscale=autoscale)
     res.elapsed_s = time.perf_counter() - t0
     return res
 

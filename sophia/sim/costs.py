@@ -49,19 +49,27 @@ class Costs:
         }
 
 
-def span_costs(w: Workload, fleet: Fleet, metered: float, amortized: float = 0.0) -> Costs:
-    """The fleet's GPU-hours and other fixed costs over `w`'s span, beside the metered spend."""
+def span_costs(w: Workload, fleet: Fleet, metered: float, amortized: float = 0.0, schedule=None) -> Costs:
+    """The fleet's GPU-hours and other fixed costs over `w`'s span, beside the metered spend.
+
+    With an autoscaling `schedule` (`autoscale.Schedule`) the GPUs are the instances it paid for."""
     start = pd.Timestamp(w.start).to_pydatetime()
     end = start + timedelta(seconds=w.span_s)
     eps = fleet.endpoints()
     factor = w.monthly_factor
     other = fleet.other_monthly_usd
+    if schedule is not None:
+        from sophia.sim.autoscale import gpu_costs  # autoscale imports the fleet and limits, not the costs
+
+        gpu_span, gpu_month = gpu_costs(fleet, schedule, start, w.span_s)
+    else:
+        gpu_span, gpu_month = pricing.fixed_cost(eps, start, end), pricing.hourly_fixed(eps) * MONTH_HOURS
     return Costs(
         metered_usd=metered,
-        gpu_usd=pricing.fixed_cost(eps, start, end),
+        gpu_usd=gpu_span,
         other_usd=other / factor,
         monthly_metered_usd=metered * factor,
-        monthly_gpu_usd=pricing.hourly_fixed(eps) * MONTH_HOURS,
+        monthly_gpu_usd=gpu_month,
         monthly_other_usd=other,
         amortized_usd=amortized,
     )

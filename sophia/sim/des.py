@@ -16,8 +16,10 @@ import pandas as pd
 from sophia.config import Config
 from sophia.money import pricing
 from sophia.routing.backends import simulated
+from sophia.sim import autoscale as autoscale_mod
 from sophia.sim import fleet as fleet_mod
 from sophia.sim import queueing
+from sophia.sim.autoscale import Autoscale, Schedule
 from sophia.sim.costs import Costs, span_costs
 from sophia.sim.fleet import Fleet, GPUPool
 from sophia.sim.policies import (
@@ -71,6 +73,7 @@ class SimResult:
     pool_slots: dict[str, int] = field(default_factory=dict)  # batch slots of each pool (servers × concurrency)
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    scaling: Schedule | None = None  # the autoscaling schedule (None: a fixed fleet)
 
     # --- shares and figures --------------------------------------------------------------
 
@@ -179,7 +182,7 @@ class SimResult:
             "missed_target": self.missed,
             "missed_share": round(self.missed_share, 6),
             "notes": self.notes,
-        }
+        } | ({"autoscale": self.scaling.summary()} if self.scaling is not None else {})
 
 
 def _spread(start_s: np.ndarray, end_s: np.ndarray, work: np.ndarray, minutes: int) -> np.ndarray:
@@ -236,13 +239,22 @@ def _servers(pools: tuple[GPUPool, ...]) -> dict[str, list]:
     return s
 
 
-def _serve_dedicated(w: Workload, idx: np.ndarray, pools: tuple[GPUPool, ...], max_wait: float, out: _Served) -> None:
+def _serve_dedicated(
+    w: Workload,
+    idx: np.ndarray,
+    pools: tuple[GPUPool, ...],
+    max_wait: float,
+    out: _Served,
+    sched: Schedule | None = None,
+) -> None:
     """One dedicated queue: its candidates `idx` served in the event simulation, or overflowed."""
     pt, ct = w.prompt_tokens, w.completion_tokens
     sv = _servers(pools)
-    st, srv, nb = queueing.des(
-        w.t[idx], pt[idx], ct[idx], sv["itl0"], sv["alpha"], sv["slots"], sv["prefill"], max_wait
-    )
+    args = (w.t[idx], pt[idx], ct[idx], sv["itl0"], sv["alpha"], sv["slots"], sv["prefill"], max_wait)
+    if sched is None:
+        st, srv, nb = queueing.des(*args)
+    else:
+        st, srv, nb = queueing.des_scaled(*args, sched.times, sched.counts)
     ok = ~np.isnan(st)
     out.route[idx[~ok]] = OVERFLOW
     i, s, b = idx[ok], srv[ok], nb[ok]
@@ -257,12 +269,19 @@ def _serve_dedicated(w: Workload, idx: np.ndarray, pools: tuple[GPUPool, ...], m
     out.lat[i] = (wt + service) * 1000
     names = np.asarray(sv["pool"], dtype=object)[s]
     out.pool_of[i] = names
-    for p in pools:  # utilization: the share of batch slots in use (slot-seconds busy / slot-seconds paid)
+    for p in pools:  # utilization: the share of batch slots in use (slot-seconds busy / slot-seconds serving)
         m = names == p.name
         slot_s = p.count * p.slots
-        out.util_pool[p.name] = float(service[m].sum()) / (slot_s * w.span_s)
         busy = _spread(st[ok][m], st[ok][m] + service[m], service[m], w.minutes)
-        out.minute_pool[p.name] = busy / (slot_s * MINUTE_S)
+        if sched is None:
+            out.util_pool[p.name] = float(service[m].sum()) / (slot_s * w.span_s)
+            out.minute_pool[p.name] = busy / (slot_s * MINUTE_S)
+        else:
+            total = sched.serving_slot_seconds(p.slots)
+            out.util_pool[p.name] = float(service[m].sum()) / total if total else 0.0
+            per_minute = sched.serving_seconds() * p.slots
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out.minute_pool[p.name] = np.where(per_minute > 0, busy / per_minute, 0.0)
 
 
 def _serve_serverless(w: Workload, cfg: Config, fleet: Fleet, pl: Plan, out: _Served) -> np.ndarray:
@@ -278,7 +297,9 @@ def _serve_serverless(w: Workload, cfg: Config, fleet: Fleet, pl: Plan, out: _Se
     return sl
 
 
-def _price(w: Workload, cfg: Config, fleet: Fleet, pl: Plan, out: _Served, sl: np.ndarray) -> Costs:
+def _price(
+    w: Workload, cfg: Config, fleet: Fleet, pl: Plan, out: _Served, sl: np.ndarray, sched: Schedule | None = None
+) -> Costs:
     """Money: one call to the cost module for every request, served where it was served."""
     models = np.where(sl, pl.model, None)
     endpoints = np.where(sl, None, out.pool_of).astype(object)
@@ -289,7 +310,7 @@ def _price(w: Workload, cfg: Config, fleet: Fleet, pl: Plan, out: _Served, sl: n
         models[out.pool_of == p.name] = p.model
     pt, ct = w.prompt_tokens, w.completion_tokens
     metered, amortized = pricing.costs_for(pl.pcfg, endpoints, models, pt, ct) if w.n else (np.zeros(0), np.zeros(0))
-    return span_costs(w, fleet, float(metered.sum()), float(amortized.sum()))
+    return span_costs(w, fleet, float(metered.sum()), float(amortized.sum()), sched)
 
 
 def simulate(
@@ -299,21 +320,32 @@ def simulate(
     policy: str = "router",
     slo_ms: float = DEFAULT_SLO_MS,
     max_wait_ms: float | None = None,
+    autoscale: Autoscale | None = None,
 ) -> SimResult:
-    """Serve `w` with `fleet` under `policy`: the discrete-event simulation."""
+    """Serve `w` with `fleet` under `policy`: the discrete-event simulation.
+
+    With `autoscale`, the fleet's one GPU type runs `autoscale.min_instances` … `max_instances`
+    instances on the controller's schedule (`sophia.sim.autoscale`), paid while requested."""
     t0 = time.perf_counter()
     slo_ms = check_slo(slo_ms)
+    sched = None
+    if autoscale is not None:
+        autoscale = autoscale.check()
+        fleet = fleet.resized(autoscale.max_instances) if fleet.pools else fleet
+        autoscale_mod.pool_of(fleet)
     pl = plan(w, cfg, fleet, policy)
     max_wait_s(policy, slo_ms, max_wait_ms)  # a bad wait budget is refused whatever the fleet
+    if autoscale is not None:
+        sched = scaling_schedule(w, cfg, fleet, policy, autoscale, pl)
     out = _Served.empty(w, fleet)
     budgets = []
     for g, pools in enumerate(pl.groups):
         idx = np.flatnonzero(pl.group == g)
         max_wait = max_wait_s(policy, slo_ms, max_wait_ms, unloaded_ttft_s(pools, w.prompt_tokens[idx]))
         budgets.append(max_wait * 1000)
-        _serve_dedicated(w, idx, pools, max_wait, out)
+        _serve_dedicated(w, idx, pools, max_wait, out, sched)
     sl = _serve_serverless(w, cfg, fleet, pl, out)
-    costs = _price(w, cfg, fleet, pl, out, sl)
+    costs = _price(w, cfg, fleet, pl, out, sl, sched)
     active = fleet.active
     minutes = w.minutes
     total_slots = sum(p.count * p.slots for p in active)
@@ -345,9 +377,23 @@ def simulate(
         minute_requests=per_route,
         pool_slots={p.name: p.count * p.slots for p in active},
         notes=notes(fleet),
+        scaling=sched,
     )
     res.elapsed_s = time.perf_counter() - t0
     return res
+
+
+def scaling_schedule(
+    w: Workload, cfg: Config, fleet: Fleet, policy: str, a: Autoscale, pl: Plan | None = None
+) -> Schedule:
+    """The autoscaling schedule over `w`: the controller on the minutes' dedicated load (what the fluid
+    model reads too, so both models pay the same instances)."""
+    from sophia.sim.minutes import minutes_of  # minutes imports the policies, which import this module's peers
+
+    mins = minutes_of(w, cfg, fleet, policy, pl)
+    pool = autoscale_mod.pool_of(fleet)
+    demand = autoscale_mod.demand_servers(mins.prompt, mins.completion, pool, mins.count)
+    return autoscale_mod.schedule(demand, a, w.span_s)
 
 
 def _rate_limit_delay(w: Workload, sl: np.ndarray, rpm: float | None) -> np.ndarray:

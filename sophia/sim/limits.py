@@ -128,6 +128,31 @@ RANGES: dict[str, Range] = {
         whole=True,
         hint="the largest fleet the optimizer and break-even try",
     ),
+    # autoscaling (one GPU type: the fleet's first)
+    "autoscale_min": Range(
+        0,
+        1024,
+        "Autoscale: min instances",
+        "--autoscale-min",
+        whole=True,
+        hint="instances always running (0: scale to zero)",
+    ),
+    "autoscale_max": Range(
+        1, 1024, "Autoscale: max instances", "--autoscale-max", whole=True, hint="the most instances it may run"
+    ),
+    "target_utilization": Range(
+        0.05,
+        1,
+        "Target utilization",
+        "--target-utilization",
+        hint="the share of a full batch the instances aim at, e.g. 0.7",
+    ),
+    "scale_up_delay_s": Range(
+        0, 3600, "Scale-up delay (s)", "--scale-up-delay", hint="seconds from requesting an instance to its serving"
+    ),
+    "cool_down_s": Range(
+        0, 3600, "Cool-down (s)", "--cool-down", hint="seconds the load must stay lower before instances are released"
+    ),
     "volumes": Range(2, 200, "break-even volumes", whole=True, hint="points of the volume sweep"),
     "multiplier": Range(0, 1_000_000, "a break-even volume multiplier", lo_open=True),
     "reference_seconds": Range(1, 3600, "seconds of reference traffic", hint="each rate is simulated this long"),

@@ -19,10 +19,12 @@ from sophia.analysis import replay
 from sophia.config import Config
 from sophia.log import versions
 from sophia.money.periods import MONTH_DAYS
+from sophia.sim import autoscale as autoscale_mod
 from sophia.sim import fleet as fleet_mod
 from sophia.sim import limits
 from sophia.sim import workload as traffic_mod
 from sophia.sim.analytic import FluidResult, project
+from sophia.sim.autoscale import Autoscale
 from sophia.sim.breakeven import BreakEven, break_even
 from sophia.sim.des import SimResult, simulate
 from sophia.sim.fleet import Fleet
@@ -77,6 +79,7 @@ class SimRequest:
     break_even: bool = False
     selection: str | None = None  # how the page describes its log selection (None: from source, start, end)
     face: str = "cli"
+    autoscale: Autoscale | None = None  # also simulate the GPU type autoscaled, beside the fleet and all-serverless
 
     def check(self) -> SimRequest:
         """Refuse a bad value before any work, naming the input and its range."""
@@ -90,6 +93,8 @@ class SimRequest:
         if self.max_wait_ms is not None:
             self.max_wait_ms = limits.check("max_wait_ms", self.max_wait_ms, f)
         self.growth_per_month = limits.check("growth", self.growth_per_month, f)
+        if self.autoscale is not None:
+            self.autoscale = self.autoscale.check(f)
         if self.profile and self.source:
             raise ValueError("give either --source (logged or imported traffic) or --profile (synthetic), not both")
         return self
@@ -126,6 +131,16 @@ class SimReport:
     month: FluidResult | None = None
     break_even: BreakEven | None = None
     optimum: Optimum | None = None
+    scaled: SimResult | None = None  # the GPU type autoscaled (when asked for)
+    scaled_month: FluidResult | None = None  # its month, from the fluid model
+    serverless: SimResult | None = None  # all-serverless on the same traffic (beside the autoscaled run)
+    scaled_optimum: dict | None = None  # the optimizer's autoscaling settings (when both are asked for)
+
+    def comparison(self) -> list[dict]:
+        """Fixed fleet, autoscaled and all-serverless side by side (empty without autoscaling)."""
+        if self.scaled is None:
+            return []
+        return autoscale_mod.comparison_rows(self.des, self.scaled, self.serverless)
 
     def summary(self) -> dict:
         """`sophia simulate --json`: the figures of the fleet asked for, the optimum and its curve, the traffic.
@@ -143,6 +158,14 @@ class SimReport:
             out["fleet_given"] = self.request.gpus is not None or self.request.fleet is not None
             best = opt.best.summary() if opt.best is not None else None
             out["optimum"] = {k: best[k] for k in OPTIMUM_KEYS} if best else None
+        if self.scaled is not None:
+            out["autoscale"] = {
+                **self.scaled.scaling.summary(),
+                "comparison": self.comparison(),
+                "month": self.scaled_month.summary() if self.scaled_month is not None else None,
+            }
+            if self.scaled_optimum is not None:
+                out["autoscale"]["optimum"] = self.scaled_optimum
         w = self.workload
         out["traffic"] = {
             "label": w.label,
@@ -295,7 +318,8 @@ def compute(
     req, w, fl, c = prep.request, prep.workload, prep.fleet, prep.cfg
     pol, slo, wait = req.policy, req.slo_ms, req.max_wait_ms
     with_be = req.break_even and w.n > 0
-    count = 1 + 2 * int(req.project) + int(with_be) + int(req.optimize)
+    scaled = req.autoscale is not None and bool(fl.pools)
+    count = 1 + 2 * int(req.project) + int(with_be) + int(req.optimize) + 2 * int(scaled)
     steps = _Steps(count, progress or quiet, on_step)
     rep = SimReport(req, w, fl)
     rep.des = steps.run("Discrete-event simulation of every request…", lambda p: simulate(w, c, fl, pol, slo, wait))
@@ -317,6 +341,19 @@ def compute(
             "Optimizer…",
             lambda p: optimize(w, c, fl, pol, slo, max_gpus=req.sizing_limit, max_wait_ms=wait, progress=p),
         )
+    if scaled:
+        a = req.autoscale
+        rep.scaled = steps.run(
+            "Autoscaled fleet, and all-serverless, on the same traffic…",
+            lambda p: simulate(w, c, fl, pol, slo, wait, autoscale=a),
+        )
+        rep.serverless = simulate(w, c, Fleet(), Policy.SERVERLESS, slo)
+        rep.scaled_month = steps.run(
+            f"The autoscaled fleet over {MONTH_DAYS} days (fluid model)…",
+            lambda p: project(w, c, fl, pol, slo, wait, growth_per_month=req.growth_per_month, autoscale=a),
+        )
+        if req.optimize:
+            rep.scaled_optimum = autoscale_mod.optimize_settings(w, c, fl, pol, slo, wait, a, req.sizing_limit)
     return rep
 
 
@@ -372,6 +409,8 @@ def text(d: dict) -> str:
     ]
     if "best_gpus" in d:
         lines += _optimum_lines(d)
+    if "autoscale" in d:
+        lines += _autoscale_lines(d["autoscale"])
     for note in d.get("notes", []):
         lines.append(f"note         {note}")
     return "\n".join(lines)
@@ -399,4 +438,34 @@ def _optimum_lines(d: dict) -> list[str]:
             f"  {r['gpus']:>4}   {r['monthly_cost_usd'] or 0:>11,.2f}   {r['p95_ttft_ms'] or 0:>11,.0f}"
             f"   {r['overflow_share'] or 0:>8.1%}   {r['method']}{'  ✓' if r['meets_target'] else ''}"
         )
+    return lines
+
+
+def _autoscale_lines(a: dict) -> list[str]:
+    head = (
+        f"autoscale    {a['min_instances']}–{a['max_instances']} instances at {a['target_utilization']:.0%} target "
+        f"utilization, scale-up delay {a['scale_up_delay_s']:g} s, cool-down {a['cool_down_s']:g} s: "
+        f"mean {a['mean_instances']:.2f} instances, peak {a['peak_instances']}, "
+        f"{a['instance_hours']:,.2f} instance-hours"
+    )
+    lines = [head, "  option           instances             monthly USD   p95 TTFT ms   overflow"]
+    for r in a["comparison"]:
+        lines.append(
+            f"  {r['option']:<15}  {r['instances']:<20}  {r['monthly_cost_usd']:>11,.2f}   "
+            f"{r['p95_ttft_ms'] or 0:>11,.0f}   {r['overflow_share']:>8.1%}{'  ✓' if r['meets_target'] else ''}"
+        )
+    if a.get("month"):
+        lines.append(f"  autoscaled month (fluid model): ${a['month']['monthly_cost_usd']:,.2f}")
+    if a.get("optimum"):
+        o = a["optimum"]
+        if o.get("best") is None:
+            lines.append(f"  optimizer    no autoscaling setting searched meets the target ({o['searched']} tried)")
+        else:
+            b = o["best"]
+            lines.append(
+                f"  optimizer    min {b['min_instances']}, max {b['max_instances']}, "
+                f"target {b['target_utilization']:.0%}: "
+                f"${b['monthly_cost_usd']:,.2f} a month, p95 first token {b['p95_ttft_ms'] or 0:,.0f} ms "
+                f"({o['searched']} settings tried with the fluid model, the best simulated)"
+            )
     return lines

@@ -100,6 +100,116 @@ def des(
     return np.frombuffer(st, dtype=np.float64), np.frombuffer(sv, dtype=np.int64), np.frombuffer(nb, dtype=np.int64)
 
 
+def des_scaled(
+    arrival: np.ndarray,
+    prompt_tokens: np.ndarray,
+    tokens: np.ndarray,
+    itl0: list[float],
+    alpha: list[float],
+    slots: list[int],
+    prefill_s: list[float],
+    max_wait: float,
+    up_times: np.ndarray,
+    up_counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`des` on servers that come and go: servers 0 … up_counts[i] - 1 serve from up_times[i] on.
+
+    A server going down takes no new request and finishes those it holds; one coming up brings its
+    free slots. A request waits for a free slot on a serving server (a completion, or a server
+    coming up), and overflows when that would take longer than `max_wait` (or never comes).
+    With one serving count all along it serves exactly as `des` does.
+    """
+    n = len(arrival)
+    m = len(slots)
+    if n == 0 or m == 0:
+        return np.full(n, np.nan), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    if np.any(np.diff(arrival) < 0):
+        raise ValueError("arrival times must be sorted")
+    i0 = [float(x) for x in itl0]
+    al = [float(x) for x in alpha]
+    pre = [float(x) for x in prefill_s]
+    cap = [int(x) for x in slots]
+    ev_t = [float(x) for x in up_times]
+    ev_c = [min(int(x), m) for x in up_counts]
+    n_ev = len(ev_t)
+    free = list(cap)
+    up = ev_c[0]
+    ev = 1
+    total_free = sum(free[:up])
+    inf = math.inf
+    next_ev = ev_t[ev] if ev < n_ev else inf
+    heap: list[tuple[float, int]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    st = array("d", [math.nan]) * n
+    sv = array("q", [-1]) * n
+    nb = array("q", [0]) * n
+    clock = 0.0
+    for c0 in range(0, n, DES_CHUNK):
+        a_list = arrival[c0 : c0 + DES_CHUNK].tolist()
+        p_list = prompt_tokens[c0 : c0 + DES_CHUNK].tolist()
+        k_list = tokens[c0 : c0 + DES_CHUNK].tolist()
+        for j, a in enumerate(a_list):
+            t = a if a > clock else clock
+            while True:  # completions and serving changes up to t, in time order (completions first on a tie)
+                tc = heap[0][0] if heap else inf
+                if tc <= t and tc <= next_ev:
+                    s = pop(heap)[1]
+                    free[s] += 1
+                    if s < up:
+                        total_free += 1
+                elif next_ev <= t:
+                    new = ev_c[ev]
+                    if new > up:
+                        total_free += sum(free[up:new])
+                    else:
+                        total_free -= sum(free[new:up])
+                    up = new
+                    ev += 1
+                    next_ev = ev_t[ev] if ev < n_ev else inf
+                else:
+                    break
+            if not total_free:
+                while not total_free:  # wait for a slot: the next completion or a server coming up
+                    tc = heap[0][0] if heap else inf
+                    t = tc if tc <= next_ev else next_ev
+                    if t == inf or t - a > max_wait:
+                        break
+                    while True:
+                        tc = heap[0][0] if heap else inf
+                        if tc <= t and tc <= next_ev:
+                            s = pop(heap)[1]
+                            free[s] += 1
+                            if s < up:
+                                total_free += 1
+                        elif next_ev <= t:
+                            new = ev_c[ev]
+                            if new > up:
+                                total_free += sum(free[up:new])
+                            else:
+                                total_free -= sum(free[new:up])
+                            up = new
+                            ev += 1
+                            next_ev = ev_t[ev] if ev < n_ev else inf
+                        else:
+                            break
+                if not total_free:
+                    continue
+            elif t - a > max_wait:
+                continue
+            f = max(free[:up])
+            s = free.index(f)
+            b = cap[s] - f + 1
+            free[s] = f - 1
+            total_free -= 1
+            push(heap, (t + p_list[j] * pre[s] + k_list[j] * (i0[s] + al[s] * (b - 1)), s))
+            clock = t
+            i = c0 + j
+            st[i] = t
+            sv[i] = s
+            nb[i] = b
+    return np.frombuffer(st, dtype=np.float64), np.frombuffer(sv, dtype=np.int64), np.frombuffer(nb, dtype=np.int64)
+
+
 # --- formulas -------------------------------------------------------------------------------
 
 
@@ -194,6 +304,26 @@ def balking(k: int, lam, service_s, max_wait: float) -> dict[str, np.ndarray]:
     out["theta"][live] = theta
     out["dens0"][live] = dens0
     out["densw"][live] = densw
+    return out
+
+
+def balking_per(k: np.ndarray, lam, service_s, max_wait: float) -> dict[str, np.ndarray]:
+    """`balking` with a number of slots per element (autoscaling): one call per distinct count.
+
+    Elements with no slot and arrivals balk all (they wait for nothing and none is served)."""
+    k = np.asarray(k, dtype=np.int64)
+    lam, s = np.broadcast_arrays(np.asarray(lam, dtype=float), np.asarray(service_s, dtype=float))
+    out = {key: np.zeros(k.shape) for key in ("p_balk", "p_wait", "mean_wait", "theta", "dens0", "densw")}
+    out["x0"] = np.ones(k.shape)
+    for kv in np.unique(k):
+        sel = k == kv
+        part = balking(int(kv), lam[sel], s[sel], max_wait)
+        for key, v in part.items():
+            out[key][sel] = v
+    none = (k <= 0) & (lam > 0)
+    out["x0"][none] = 0.0
+    out["p_wait"][none] = 1.0
+    out["p_balk"][none] = 1.0
     return out
 
 

@@ -76,6 +76,12 @@ INPUTS = (
     "sim_opt",
     "sim_max_gpus",
     "sim_be",
+    "sim_auto",
+    "sim_as_min",
+    "sim_as_max",
+    "sim_as_target",
+    "sim_as_delay",
+    "sim_as_cool",
 )
 
 
@@ -158,6 +164,11 @@ FIELDS: dict[str, Field] = {
             "A dedicated request that would "
             "queue longer goes serverless. Empty: the target less the p95 first token on an idle GPU.",
         ),
+        Field("sim_as_min", "autoscale_min", "Autoscale: min instances", 1, None, "Instances always running."),
+        Field("sim_as_max", "autoscale_max", "Autoscale: max instances", 1, None, "The most instances it may run."),
+        Field("sim_as_target", "target_utilization", "Target utilization", 0.05, "%.2f", "Share of a full batch."),
+        Field("sim_as_delay", "scale_up_delay_s", "Scale-up delay (s)", 1.0, "%.0f", "Requested to serving."),
+        Field("sim_as_cool", "cool_down_s", "Cool-down (s)", 30.0, "%.0f", "Lower load this long releases instances."),
         Field(
             "sim_max_gpus",
             "max_gpus",
@@ -173,6 +184,7 @@ LAYOUT: dict[str, tuple[tuple[str, ...], ...]] = {
     "traffic": (("sim_scale", "sim_growth"),),
     "profile": (("sim_rpd", "sim_days", "sim_burst"), ("sim_pmed", "sim_psig", "sim_maxtok"), ("sim_cmed", "sim_csig")),
     "fleet": (("sim_gpus", "sim_hourly", "sim_tps"), ("sim_prefill", "sim_conc", "sim_itl")),
+    "autoscale": (("sim_as_min", "sim_as_max", "sim_as_target"), ("sim_as_delay", "sim_as_cool")),
     "serverless": (("sim_in", "sim_out", "sim_pin", "sim_pout"), ("sim_ttft", "sim_tpot", "sim_rpm")),
     "fixed": (("sim_other_servers", "sim_other_storage", "sim_other_network"),),
     "target": (("sim_slo", "sim_wait"),),
@@ -275,6 +287,12 @@ def defaults(cfg: Config, gpu_preset: str, sl_preset: str) -> dict:
         "sim_opt": True,
         "sim_max_gpus": 16,
         "sim_be": False,
+        "sim_auto": False,
+        "sim_as_min": 5,
+        "sim_as_max": 50,
+        "sim_as_target": 0.7,
+        "sim_as_delay": 5.0,
+        "sim_as_cool": 300.0,
         "sim_growth": 0.0,
         "sim_name": "Scenario 1",
         "sim_rpd": 100_000.0,
@@ -386,4 +404,18 @@ def request(
         break_even=bool(state["sim_be"]),
         selection=None if synthetic else label,
         face="page",
+        autoscale=_autoscale(state),
+    )
+
+
+def _autoscale(state: Mapping[str, Any]) -> sim.Autoscale | None:
+    """The Fleet group's autoscaling, when ticked (checked with the request)."""
+    if not state.get("sim_auto"):
+        return None
+    return sim.Autoscale(
+        min_instances=state["sim_as_min"],
+        max_instances=state["sim_as_max"],
+        target_utilization=state["sim_as_target"],
+        scale_up_delay_s=state["sim_as_delay"],
+        cool_down_s=state["sim_as_cool"],
     )

@@ -479,3 +479,116 @@ def scenarios_table(saved: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         index=pd.Index([scenarios.COMPARED[f][0] for f in table.index], name="Figure"),
     )
     return out
+
+
+# --- autoscaling ----------------------------------------------------------------------------
+
+
+def instances_chart(res: sim.SimResult) -> go.Figure:
+    """Instances over time (requested = paid, serving) against the load in servers at a full batch."""
+    s = res.scaling
+    frame = s.frame(res.start)
+    fig = go.Figure()
+    fig.add_scatter(
+        x=frame["minute"],
+        y=frame["load_servers"],
+        name="Load (servers at a full batch)",
+        mode="lines",
+        line=dict(color=SLATE),
+        fill="tozeroy",
+    )
+    fig.add_scatter(
+        x=frame["minute"],
+        y=frame["requested"],
+        name="Instances paid (requested, provisioning included)",
+        mode="lines",
+        line=dict(color=DEDICATED_COLOR, shape="hv"),
+    )
+    fig.add_scatter(
+        x=frame["minute"],
+        y=frame["serving"],
+        name="Instances serving (mean over the minute)",
+        mode="lines",
+        line=dict(color=FLUID_COLOR, dash="dot"),
+    )
+    a = s.autoscale
+    fig.update_layout(
+        title=f"Instances against the load ({a.min_instances}–{a.max_instances}, target {a.target_utilization:.0%})",
+        yaxis_title="instances",
+        yaxis_rangemode="tozero",
+        **CHART,
+    )
+    return fig
+
+
+def autoscale_table(rows: list[dict]) -> pd.DataFrame:
+    """Fixed fleet, autoscaled and all-serverless, each figure in its unit."""
+    return pd.DataFrame(
+        [
+            {
+                "Option": r["option"],
+                "Instances": r["instances"],
+                "Month": usd(r["monthly_cost_usd"]),
+                "GPU-hours": usd(r["gpu_cost_usd"]),
+                "Metered": usd(r["metered_cost_usd"]),
+                "p95 first token": ms(r["p95_ttft_ms"]),
+                "Overflow to serverless": pct(r["overflow_share"]),
+                "Meets the target": "yes" if r["meets_target"] else "no",
+            }
+            for r in rows
+        ]
+    )
+
+
+def autoscale_caption(report: sim.SimReport) -> str:
+    s = report.scaled.scaling
+    a = s.autoscale
+    month = (
+        f" The fluid model's {MONTH_DAYS}-day month: {usd(report.scaled_month.costs.monthly_usd)}."
+        if (report.scaled_month is not None)
+        else ""
+    )
+    return (
+        f"The controller reads each minute's load at its end and asks for ceil(load / {a.target_utilization:.0%}) "
+        f"instances within {a.min_instances}–{a.max_instances}; new ones serve {a.scale_up_delay_s:g} s after they "
+        f"are requested (and are paid from then), and instances are released after {a.cool_down_s:g} s of lower "
+        f"load. Mean {s.mean_instances:.2f} instances, peak {int(s.requested.max())}, "
+        f"{s.instance_hours:,.2f} instance-hours over the sample.{month}"
+    )
+
+
+# --- what the published figures assume ------------------------------------------------------
+
+
+def assumptions_table(d: Mapping[str, Any]) -> pd.DataFrame:
+    """`reference.explain`'s assumptions, each in its unit."""
+    fmt = {"usd": lambda v: usd(v) if abs(v) >= 0.01 else f"${v:.3g}", "count": lambda v: f"{v:,.0f}"}
+    return pd.DataFrame(
+        [
+            {"Assumption": a["assumption"], "Value": fmt.get(a["unit"], lambda v: f"{v:,.1f}")(a["value"])}
+            for a in d["assumptions"]
+        ]
+    )
+
+
+def contradictions_table(d: Mapping[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"Claim": c["claim"], "Implies": f"{c['implies']:,.6g}", "Against": c["against"]} for c in d["contradictions"]]
+    )
+
+
+def curl_caption(d: Mapping[str, Any]) -> str:
+    c = d["curl"]
+    parts = ", ".join(f"{k} {v:g}" for k, v in c["complex_breakdown"].items())
+    return (
+        f"The seed's 'complex' example (“{c['complex_prompt']}…”, max_tokens {c['complex_max_tokens']:,}) scores "
+        f"{c['complex_score']:g} ({parts}): not over {c['complexity_threshold']:g}, so it stays {c['complex_tier']}. "
+        f"The ${c['cost_threshold_usd']:g} cost rule needs over {c['output_tokens_for_cost_rule'] - 1:,} output tokens "
+        f"at the primary model's ${c['primary_output_per_mtok']:g} per 1M"
+        + (
+            f", more than its {c['primary_context_window']:,}-token context window"
+            if c["primary_context_window"]
+            else ""
+        )
+        + (": it never fires through the API." if not c["cost_rule_reachable"] else ".")
+    )
