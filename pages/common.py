@@ -23,7 +23,7 @@ import streamlit as st
 from sophia import config
 from sophia.config import server as server_settings
 from sophia.ingest import demo
-from sophia.log import analytics
+from sophia.log import analytics, effectiveness
 from sophia.log.db import DatabaseBusy
 from sophia.log.db import default_path as default_db_path
 from sophia.routing.router import make_backends
@@ -194,6 +194,14 @@ QUERIES: dict[str, Callable] = {
     "page": lambda cur, cfg, f, limit, offset: analytics.page(cur, f, limit, offset),
     "record": lambda cur, cfg, rid: analytics.record(cur, rid),
     "endpoint_stats": analytics.endpoint_stats,
+    "complexity_histogram": lambda cur, cfg, f: effectiveness.complexity_histogram(
+        cur, f, cfg.routing.complexity_threshold
+    ),
+    "tiers_side_by_side": lambda cur, cfg, f: effectiveness.tiers_side_by_side(cur, f),
+    "failovers_by_cause": lambda cur, cfg, f: effectiveness.failovers_by_cause(cur, f),
+    "recovery": lambda cur, cfg, f: effectiveness.recovery(cur, f),
+    "throughput": lambda cur, cfg, f, grain: effectiveness.throughput(cur, f, grain),
+    "savings_over_time": lambda cur, cfg, f, grain: effectiveness.savings_over_time(cur, cfg, f, grain),
     "endpoint_latency": lambda cur, cfg, since, grain: analytics.endpoint_latency(cur, since, grain),
 }
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common
-from sophia.log import analytics
+from sophia.log import analytics, effectiveness
 from sophia.log.analytics import Filters
-from sophia.ui import charts, metrics
+from sophia.ui import appstate, charts, metrics
 from sophia.vocab import Source
 
 common.require_shell()
@@ -116,3 +116,79 @@ with right:
     st.subheader("Routing reasons")
     fig = charts.share_pie(common.cached("breakdown", version, f, "reason"))
     st.plotly_chart(fig, key="ov_by_reason")
+
+# --- routing effectiveness ------------------------------------------------------------------
+
+NUM = st.column_config.NumberColumn
+TIER_COLUMNS = {
+    "requests": NUM("requests", format="localized"),
+    "p50_ms": NUM("latency p50 ms", format="localized"),
+    "p95_ms": NUM("latency p95 ms", format="localized"),
+    "ttft_p50_ms": NUM("first token p50 ms", format="localized"),
+    "cost_per_request_usd": NUM("cost a request", format="$%.6f"),
+}
+FAILOVER_COLUMNS = {
+    "failed_endpoint": st.column_config.TextColumn("failed first"),
+    "served_by": st.column_config.TextColumn("served by"),
+    "requests": NUM("requests", format="localized"),
+}
+RECOVERY_COLUMNS = {
+    "outages": NUM("outages", format="localized"),
+    "failures": NUM("failed requests", format="localized"),
+    "open_outages": NUM("still open", format="localized"),
+    "median_recovery_s": NUM("median recovery s", format="%.1f"),
+    "longest_recovery_s": NUM("longest recovery s", format="%.1f"),
+}
+
+st.subheader("Routing effectiveness")
+t_score, t_tiers, t_fail, t_rate, t_save = st.tabs(
+    ["Complexity scores", "Serverless vs dedicated", "Failovers", "Throughput", "Savings over time"]
+)
+with t_score:
+    threshold = cfg.routing.complexity_threshold
+    st.plotly_chart(
+        charts.complexity_histogram(common.cached("complexity_histogram", version, f), threshold), key="ov_hist"
+    )
+    st.caption(
+        f"Requests per score bin; the dashed line is the complexity threshold ({threshold:.2f}): scores above it "
+        "go to the dedicated GPUs. Hover a bar: how many requests moving the threshold to its edge would shift."
+    )
+with t_tiers:
+    st.dataframe(
+        common.cached("tiers_side_by_side", version, f),
+        hide_index=True,
+        width="stretch",
+        column_config=TIER_COLUMNS,
+    )
+    st.caption("Latency and time to first token of successful requests; cost is metered plus the GPU-time share.")
+with t_fail:
+    causes, rec = common.cached("failovers_by_cause", version, f), common.cached("recovery", version, f)
+    st.metric(
+        "Failover rate", appstate.pct(o["failover_rate"], 2), help="Requests served after another endpoint failed."
+    )
+    if causes.empty:
+        st.caption("No request failed over in this selection.")
+    else:
+        st.dataframe(causes, hide_index=True, width="stretch", column_config=FAILOVER_COLUMNS)
+        st.dataframe(rec, hide_index=True, width="stretch", column_config=RECOVERY_COLUMNS)
+        st.caption(
+            "Time to recovery: from an endpoint's first failure in a run to its next successful request. "
+            "An outage still open has no recovery yet."
+        )
+with t_rate:
+    rate, peak, when = common.cached("throughput", version, f, grain)
+    st.plotly_chart(charts.throughput_over_time(rate, peak), key="ov_rate")
+    st.caption(
+        f"Mean requests a second per {grain}; the busiest minute"
+        + (f" was {when:%Y-%m-%d %H:%M} UTC." if when else ".")
+    )
+with t_save:
+    fixed_b = analytics.fixed_series(cfg, chart_start, chart_end, grain, o["fleet_periods"], o["sources"])
+    sav = effectiveness.with_gpu_hours(common.cached("savings_over_time", version, f, grain), fixed_b)
+    st.plotly_chart(
+        charts.savings_over_time(sav, cfg.routing.serverless_model, cfg.routing.premium_model), key="ov_savings"
+    )
+    st.caption(
+        f"Per {grain}: what was paid (metered + GPU-hours while the fleet ran) against the same tokens all on "
+        f"{cfg.routing.serverless_model} and all on {cfg.routing.premium_model}. The gap to the first is the saving."
+    )

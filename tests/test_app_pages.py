@@ -68,7 +68,9 @@ def test_every_page_renders_on_demo_traffic(app_env, page):
     assert "The request log is empty" not in said
     if page == "pages/overview.py":
         assert metric(at, "Requests") != "0"
-        assert len(at.get("plotly_chart")) == 3
+        # Over time, by model, reasons; then complexity scores, throughput, savings over time.
+        assert len(at.get("plotly_chart")) == 6
+        assert {t.label for t in at.tabs} >= {"Complexity scores", "Failovers", "Savings over time"}
     if page == "pages/request_log.py":
         assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 50
     if page == "pages/endpoints.py":
