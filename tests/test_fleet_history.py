@@ -109,6 +109,14 @@ def test_a_2023_trace_imported_today_charges_no_gpu_hours_for_its_past(tmp_path)
         df = spend.spend(cur, CFG, "month", now=now)
     assert s["total_requests"] == 3 and s["fixed_cost_usd"] == 0.0
     assert s["actual_total_usd"] == pytest.approx(s["metered_cost_usd"])
+    # The baselines of the imported trace, to the cent, from its own tokens (3 × 100 in, 40 out).
+    for key, model in (
+        ("all_serverless_primary_usd", CFG.routing.serverless_model),
+        ("all_premium_usd", CFG.routing.premium_model),
+    ):
+        p = pricing.price_of(CFG, model)
+        assert s[key] == pytest.approx((300 * p.input_per_mtok + 120 * p.output_per_mtok) / 1e6, abs=0.005)
+    assert s["cost_savings_usd"] == pytest.approx(s["all_serverless_primary_usd"] - s["actual_total_usd"], abs=1e-9)
     past = df[df["period_start"] < datetime(2026, 12, 1)]
     assert len(past) == 3 and (past["fixed_cost_usd"] == 0).all()
     # The import itself is still there to be counted, under its own source.
