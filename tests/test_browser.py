@@ -183,7 +183,7 @@ def test_3_every_page_opens(page, server):
         no_exceptions(page)
         if name == "Overview":
             page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
-            assert page.locator('[data-testid="stMetric"]').count() == 16
+            assert page.locator('[data-testid="stMetric"]').count() == 17
         if name == "Endpoints":
             assert page.locator('[class*="st-key-ep_card_"]').count() == 4
         shot(page, name.lower().replace(" ", "-"))
