@@ -178,7 +178,7 @@ def test_3_every_page_opens(page, server):
     settle(page)
     for name, heading in (("Overview", "Overview"), ("Request log", "Request log"), ("Endpoints", "Endpoints")):
         page.locator('[data-testid="stSidebar"]').get_by_role("link", name=name).click()
-        page.get_by_role("heading", name=heading).wait_for()
+        page.get_by_role("heading", name=heading, level=1).wait_for()
         settle(page)
         no_exceptions(page)
         if name == "Overview":
