@@ -175,13 +175,14 @@ def tuner() -> None:
 
     with right:
         b = c.proposed
-        common.metric_rows(metrics.tuning(c))
+        cv = replay.labelled_curve(t, sw, tiers)
+        common.metric_rows(metrics.tuning(c, cv))
         lat = " · ".join(f"{k} p50 {v['p50']:,.0f} / p95 {v['p95']:,.0f} ms" for k, v in b.latency_ms.items())
         st.caption(
             f"Estimated latency: {lat}. Against the log: {b.changed_decisions:,} decisions differ "
             f"({b.runtime_only:,} runtime-only ones — failover, budget, forced, cache — not compared)."
         )
-        st.plotly_chart(charts.tuning_curve(sw, c.current, b, t, tiers, rt.cfg), width="stretch", key="tn_curve")
+        st.plotly_chart(charts.tuning_curve(sw, c.current, b, t, cv, rt.cfg), width="stretch", key="tn_curve")
 
     _knobs(sw, t)
     _apply(proposed_cfg, c)
@@ -222,9 +223,7 @@ def _goal(kind: str, sw, t: replay.Traffic) -> None:
 def _knobs(sw, t: replay.Traffic) -> None:
     with st.expander("Find the threshold for a goal", icon=":material/my_location:"):
         k1, k2, k3 = st.columns(3)
-        k1.number_input(
-            "Target dedicated share (%)", value=20.0, step=1.0, key="tn_goal_share", help="0 to 100 %."
-        )
+        k1.number_input("Target dedicated share (%)", value=20.0, step=1.0, key="tn_goal_share", help="0 to 100 %.")
         k1.button("Set threshold", key="tn_go_share", on_click=_goal, args=("share", sw, t))
         k2.number_input(
             "Monthly budget (USD)",

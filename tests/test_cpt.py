@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from sophia.analysis import replay
+from sophia.analysis import replay, tuning
 from sophia.ingest import importers
 from sophia.log.db import Database
 from tests.helpers import reference_config
@@ -19,34 +21,43 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"real data folder {DA
 
 
 def by_hand(share, quality, weak: float, strong: float, level: float) -> float | None:
-    """An independent CPT: walk a fine grid of shares over the anchored, interpolated curve."""
-    s = np.r_[0.0, share, 1.0]
-    q = np.r_[weak, quality, strong]
+    """An independent CPT: walk a fine grid of shares over the curve's own interpolated points."""
+    s, q = np.asarray(share, dtype=float), np.asarray(quality, dtype=float)
     order = np.lexsort((q, s))
-    grid = np.linspace(0, 1, 200_001)
-    qs = np.interp(grid, s[order], q[order])
+    s, q = s[order], q[order]
+    grid = np.linspace(s[0], s[-1], 400_001)
+    qs = np.interp(grid, s, q)
     hit = np.nonzero(qs >= weak + (strong - weak) * level / 100 - 1e-12)[0]
     return float(grid[hit[0]]) if len(hit) else None
 
 
 def test_a_hand_built_curve_has_the_cpts_it_was_built_with():
-    # Quality climbs from 0.2 to 0.6 at 40% of calls on the strong tier, then to 1.0 at 100%.
-    share, quality = np.array([0.4]), np.array([0.6])
+    # Quality climbs from 0.2 at no strong calls to 0.6 at 40% of them, then to 1.0 at 100%.
+    share, quality = np.array([0.0, 0.4, 1.0]), np.array([0.2, 0.6, 1.0])
     assert replay.cpt(share, quality, 0.2, 1.0, 50) == pytest.approx(0.4)
     # 80% of the gap is quality 0.84: 0.24 of the last segment's 0.4 rise, over its 0.6 of share.
     assert replay.cpt(share, quality, 0.2, 1.0, 80) == pytest.approx(0.4 + 0.6 * 0.24 / 0.4)
     assert replay.cpt(share, quality, 0.2, 1.0, 25) == pytest.approx(0.2)
+    assert replay.gap_reached(share, quality, 0.2, 1.0) == pytest.approx(1.0)
+
+
+def test_cpt_reads_the_curves_own_points_never_an_invented_all_strong_end():
+    # A policy that never sends more than 40% of calls to the strong tier, recovering half the gap.
+    share, quality = np.array([0.0, 0.4]), np.array([0.2, 0.6])
+    assert replay.cpt(share, quality, 0.2, 1.0, 50) == pytest.approx(0.4)
+    assert replay.cpt(share, quality, 0.2, 1.0, 80) is None  # joined to (1, strong) it would read 0.76
+    assert replay.gap_reached(share, quality, 0.2, 1.0) == pytest.approx(0.5)
 
 
 def test_no_gap_no_cpt_and_a_curve_that_never_gets_there():
     assert replay.cpt(np.array([0.5]), np.array([0.5]), 0.5, 0.5, 50) is None
-    # A curve that stays low until the all-strong end reaches 80% only on its last segment.
-    assert replay.cpt(np.array([0.9]), np.array([0.1]), 0.0, 1.0, 80) == pytest.approx(0.9 + 0.1 * 0.7 / 0.9)
+    assert replay.gap_reached(np.array([0.5]), np.array([0.5]), 0.5, 0.5) is None
+    assert replay.cpt(np.array([0.0, 0.9]), np.array([0.0, 0.1]), 0.0, 1.0, 50) is None
     assert replay.cpt(np.array([]), np.array([]), 1.0, 0.5, 50) is None  # the strong tier is worse
+    assert replay.cpt(np.array([]), np.array([]), 0.0, 1.0, 50) is None  # no points at all
 
 
-@needs_data
-def test_cpt_on_the_gsm8k_labels_equals_an_independent_computation(tmp_path):
+def _gsm8k(tmp_path):
     db = Database(tmp_path / "g.duckdb")
     contaminated = {
         json.loads(line)["eval_prompt"]
@@ -58,18 +69,50 @@ def test_cpt_on_the_gsm8k_labels_equals_an_independent_computation(tmp_path):
     )
     with db.cursor() as cur:
         t = replay.load(cur, None)
-    tiers = replay.label_tiers(t)
-    sw = replay.sweep(t, CFG, tiers=tiers)
-    c = replay.curve(t, sw, tiers)
-    for name, pts in (("policy", c.points), ("random", c.random), ("oracle", c.oracle)):
-        for x in replay.CPT_LEVELS:
-            mine = c.cpt[name][x]
-            hand = by_hand(pts["share"].to_numpy(), pts["quality"].to_numpy(), c.weak, c.strong, x)
-            assert mine == pytest.approx(hand, abs=2e-5), (name, x)
-    # Random needs about X% of calls for X% of the gap; the oracle needs fewer than the policy.
-    assert c.cpt["random"][50] == pytest.approx(0.5, abs=0.05)
-    assert c.cpt["oracle"][80] <= c.cpt["policy"][80]
     db.close()
+    return t
+
+
+# A scorer that reads the prompt's length alone: longer GSM8K questions are harder ones.
+LENGTH_SCORER = tuning.propose(
+    replace(
+        CFG,
+        scorer=replace(
+            CFG.scorer,
+            keyword_groups=(),
+            max_tokens_weight=0.0,
+            length_bands=tuple((c, c / 1000) for c in range(1000, 0, -50)),
+        ),
+    ),
+    0.5,
+    CFG.routing.cost_threshold_usd,
+)
+
+
+@needs_data
+def test_cpt_on_the_gsm8k_labels_equals_an_independent_computation(tmp_path):
+    t = _gsm8k(tmp_path)
+    tiers = replay.label_tiers(t)
+    for cfg in (CFG, LENGTH_SCORER):
+        c = replay.curve(t, replay.sweep(t, cfg, tiers=tiers), tiers)
+        for name, pts in (("policy", c.points), ("oracle", c.oracle)):
+            for x in replay.CPT_LEVELS:
+                hand = by_hand(pts["share"], pts["quality"], c.weak, c.strong, x)
+                mine = c.cpt[name][x]
+                assert (mine is None) == (hand is None), (name, x, mine, hand)
+                if hand is not None:
+                    assert mine == pytest.approx(hand, abs=1e-5), (name, x)
+        # A random split needs X% of the calls for X% of the gap, by definition.
+        assert c.cpt["random"] == {50: 0.5, 80: 0.8}
+        assert c.cpt["oracle"][80] < 0.8
+    # The keyword scorer scores almost every GSM8K question 0: no threshold gets to half the gap.
+    kw = replay.curve(t, replay.sweep(t, CFG, tiers=tiers), tiers)
+    assert kw.cpt["policy"] == {50: None, 80: None}
+    assert kw.points["share"].max() < 0.05 and kw.policy_gap_reached < 0.05
+    # The length scorer reaches both levels on its own points.
+    ln = replay.curve(t, replay.sweep(t, LENGTH_SCORER, tiers=tiers), tiers)
+    assert ln.cpt["policy"][50] is not None and ln.cpt["policy"][80] is not None
+    assert ln.cpt["policy"][50] < ln.cpt["policy"][80] <= 1.0
 
 
 @needs_data
@@ -86,4 +129,31 @@ def test_replay_sweep_json_has_the_cpts(tmp_path):
     for key in ("cpt_50", "cpt_80", "random_cpt_50", "random_cpt_80", "oracle_cpt_50", "oracle_cpt_80"):
         assert key in data and (data[key] is None or 0 <= data[key] <= 1), key
     text = run_cli("replay", "--sweep", "--db", db, "--config", cfg).stdout
-    assert "strong-tier calls needed (CPT): 50% of the gap: policy" in text
+    assert "strong-tier calls needed (CPT): 50% of the gap: policy never, random 50.0%" in text
+    assert "no threshold reaches 50% of the gap: the best recovers" in text
+    assert data["policy_gap_reached"] < 0.05
+
+
+def test_the_tuning_cards_say_never_when_the_sweep_does_not_reach_a_level():
+    from sophia.ui import metrics
+
+    pts = pd.DataFrame({"threshold": [0.0, 0.5], "share": [0.0, 0.4], "quality": [0.2, 0.6]})
+    grid = pd.DataFrame({"share": [0.0, 1.0], "quality": [0.2, 1.0]})
+    cv = replay.Curve(
+        0.2,
+        1.0,
+        pts,
+        grid,
+        grid,
+        0.4,
+        0.5,
+        0.9,
+        {"policy": {50: 0.4, 80: None}, "random": {50: 0.5, 80: 0.8}, "oracle": {50: 0.1, 80: 0.2}},
+        0.5,
+    )
+    cards = {m.label: m for m in metrics._gap(cv)}
+    assert cards["Dedicated share for 50% of the gap"].value == "40.0%"
+    assert cards["Dedicated share for 50% of the gap"].delta == "-10.0 pts vs random"
+    assert cards["Dedicated share for 80% of the gap"].value == "never"
+    assert "the best recovers 50.0%" in cards["Dedicated share for 80% of the gap"].help
+    assert cards["Gap recovered (APGR)"].delta == "-0.10 vs random"

@@ -343,31 +343,52 @@ class Curve:
     oracle_apgr: float
     # Call-performance thresholds: the share of strong-tier calls needed for 50% / 80% of the gap.
     cpt: dict[str, dict[int, float | None]] = field(default_factory=dict)  # policy|random|oracle -> X -> share
+    # The most of the gap the policy's own thresholds recover (1.0: all of it); None: no gap.
+    policy_gap_reached: float | None = None
 
 
 CPT_LEVELS = (50, 80)
 
 
-def _anchored(share, quality, weak: float, strong: float) -> tuple[np.ndarray, np.ndarray]:
-    """The curve's points by share, with all-weak at 0 and all-strong at 1 (as APGR reads it)."""
-    s = np.concatenate([[0.0], np.asarray(share, dtype=float), [1.0]])
-    q = np.concatenate([[weak], np.asarray(quality, dtype=float), [strong]])
+def _sorted(share, quality) -> tuple[np.ndarray, np.ndarray]:
+    s, q = np.asarray(share, dtype=float), np.asarray(quality, dtype=float)
     keep = ~(np.isnan(s) | np.isnan(q))
     s, q = s[keep], q[keep]
     order = np.lexsort((q, s))
     return s[order], q[order]
 
 
+def _anchored(share, quality, weak: float, strong: float) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's points by share, with all-weak at 0 and all-strong at 1 (as APGR reads it)."""
+    return _sorted(
+        np.r_[0.0, np.asarray(share, dtype=float), 1.0], np.r_[weak, np.asarray(quality, dtype=float), strong]
+    )
+
+
+def gap_reached(share, quality, weak: float, strong: float) -> float | None:
+    """The largest share of the quality gap any of the curve's own points recovers (None: no gap)."""
+    _, q = _sorted(share, quality)
+    gap = strong - weak
+    if not gap > 0 or not len(q):
+        return None
+    return float((q.max() - weak) / gap)
+
+
 def cpt(share, quality, weak: float, strong: float, level: float) -> float | None:
     """RouteLLM's call-performance threshold CPT(level%): the smallest share of calls to the strong
     tier at which the curve reaches weak + level% of the gap, by linear interpolation between
-    neighbouring points (the first crossing from share 0 up). None when the gap is not positive
-    or the curve never gets there."""
+    neighbouring points (the first crossing from the lowest share up).
+
+    Read off the curve's own points only: a policy whose thresholds never send more than 1% of
+    calls to the strong tier has no CPT(50%), however the all-strong end would look if it were
+    joined on. None when the gap is not positive or no point gets there."""
     gap = strong - weak
     if not gap > 0:
         return None
-    target = weak + gap * level / 100
-    s, q = _anchored(share, quality, weak, strong)
+    target = weak + gap * level / 100 - 1e-12  # a point exactly at the level reaches it
+    s, q = _sorted(share, quality)
+    if not len(s):
+        return None
     if q[0] >= target:
         return float(s[0])
     for i in range(1, len(s)):
@@ -407,9 +428,12 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
     oq = weak + np.minimum(k, fix) / n
     orc = pd.DataFrame({"share": shares, "quality": oq})
     pts = sweep_df.assign(share=sweep_df["labelled_share"])[["threshold", "share", "quality"]]
+    gap = strong - weak
     cpts = {
-        name: {x: cpt(df["share"].to_numpy(), df["quality"].to_numpy(), weak, strong, x) for x in CPT_LEVELS}
-        for name, df in (("policy", pts), ("random", rnd), ("oracle", orc))
+        "policy": {x: cpt(pts["share"], pts["quality"], weak, strong, x) for x in CPT_LEVELS},
+        # A random split recovers, in expectation, the gap in proportion to the calls it moves.
+        "random": {x: (x / 100 if gap > 0 else None) for x in CPT_LEVELS},
+        "oracle": {x: cpt(orc["share"], orc["quality"], weak, strong, x) for x in CPT_LEVELS},
     }
     return Curve(
         weak,
@@ -421,7 +445,15 @@ def curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str], seed: int =
         apgr(rnd["share"].to_numpy(), rnd["quality"].to_numpy(), weak, strong),
         apgr(orc["share"].to_numpy(), orc["quality"].to_numpy(), weak, strong),
         cpts,
+        gap_reached(pts["share"], pts["quality"], weak, strong),
     )
+
+
+def labelled_curve(t: Traffic, sweep_df: pd.DataFrame, tiers: dict[str, str] | None) -> Curve | None:
+    """The curve when there is one to draw: labelled traffic whose two tiers stand for different models."""
+    if not tiers or not t.labelled.any() or tiers[policy.SERVERLESS] == tiers[policy.DEDICATED]:
+        return None
+    return curve(t, sweep_df, tiers)
 
 
 # --- inverse knobs --------------------------------------------------------------------

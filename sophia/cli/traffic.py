@@ -145,6 +145,7 @@ def _print_sweep(args: argparse.Namespace, traffic, cfg, tiers, prepared) -> Non
             "apgr": c.apgr,
             "random_apgr": c.random_apgr,
             "oracle_apgr": c.oracle_apgr,
+            "policy_gap_reached": c.policy_gap_reached,
             **{
                 f"{'' if name == 'policy' else name + '_'}cpt_{x}": v
                 for name, by_level in c.cpt.items()
@@ -169,6 +170,13 @@ def _print_sweep(args: argparse.Namespace, traffic, cfg, tiers, prepared) -> Non
             f"oracle {share(data[f'oracle_cpt_{x}'])}"
             for x in replay.CPT_LEVELS
         )
+        reached = data["policy_gap_reached"]
+        if reached is not None and data[f"cpt_{replay.CPT_LEVELS[0]}"] is None:
+            text += (
+                f"\nno threshold reaches {replay.CPT_LEVELS[0]}% of the gap: the best recovers {reached:.1%}, "
+                f"at most {sw['labelled_share'].max():.1%} of calls ever go to the strong tier; "
+                "the scorer does not tell these prompts apart (try a learned router)"
+            )
     out(args, data, text)
 
 

@@ -236,8 +236,7 @@ def _cpts(cv: replay.Curve, name: str) -> str:
     return " · ".join(f"CPT({x}%) {'never' if v is None else f'{v:.0%}'}" for x, v in levels.items())
 
 
-def _quality_curve(fig: go.Figure, sw: pd.DataFrame, t: replay.Traffic, tiers: dict) -> None:
-    cv = replay.curve(t, sw, tiers)
+def _quality_curve(fig: go.Figure, sw: pd.DataFrame, cv: replay.Curve) -> None:
     fig.add_scatter(
         x=cv.random["share"],
         y=cv.random["quality"],
@@ -260,16 +259,20 @@ def _quality_curve(fig: go.Figure, sw: pd.DataFrame, t: replay.Traffic, tiers: d
         customdata=sw["threshold"],
         hovertemplate="threshold %{customdata:.2f}<br>share %{x:.1%}<br>quality %{y:.1%}<extra></extra>",
     )
-    # RouteLLM's CPT(50%) / CPT(80%): where the policy reaches half and 80% of the quality gap.
-    for x in replay.CPT_LEVELS:
-        share = cv.cpt.get("policy", {}).get(x)
-        if share is not None:
-            fig.add_vline(
-                x=share,
-                line={"dash": "dot", "color": PALETTE[0], "width": 1},
-                annotation_text=f"CPT({x}%) {share:.0%}",
-                annotation_position="top left" if x == 50 else "bottom right",
-            )
+    # RouteLLM's CPT(50%) / CPT(80%): the points on the policy's own curve where it reaches them.
+    marks = [(x, v) for x, v in cv.cpt.get("policy", {}).items() if v is not None]
+    if marks:
+        gap = cv.strong - cv.weak
+        fig.add_scatter(
+            x=[v for _, v in marks],
+            y=[cv.weak + gap * x / 100 for x, _ in marks],
+            mode="markers+text",
+            name="CPT",
+            text=[f"CPT({x}%) {v:.0%}" for x, v in marks],
+            textposition="bottom right",
+            marker={"symbol": "diamond", "size": 10, "color": PALETTE[0]},
+            hovertemplate="%{text}<extra></extra>",
+        )
     fig.add_scatter(
         x=[0, 1],
         y=[cv.weak, cv.strong],
@@ -307,15 +310,14 @@ def tuning_curve(
     current: replay.ReplayResult,
     proposed: replay.ReplayResult,
     t: replay.Traffic,
-    tiers: dict,
+    cv: replay.Curve | None,
     cfg: Config,
 ) -> go.Figure:
-    """The threshold sweep: quality against share with labels, else monthly spend against share,
-    with the current and the proposed policy marked."""
+    """The threshold sweep: quality against share with labels (`replay.labelled_curve`), else
+    monthly spend against share, with the current and the proposed policy marked."""
     fig = go.Figure()
-    labelled = bool(tiers) and t.labelled.any() and tiers[Tier.SERVERLESS] != tiers[Tier.DEDICATED]
-    if labelled:
-        _quality_curve(fig, sw, t, tiers)
+    if cv is not None:
+        _quality_curve(fig, sw, cv)
         ys = (current.quality, proposed.quality)
         xs = (labelled_share(current, t, cfg), labelled_share(proposed, t, cfg))
     else:
@@ -385,191 +387,4 @@ def savings_over_time(df: pd.DataFrame, primary_model: str, premium_model: str) 
         **OVER_TIME,
     )
     fig.update_yaxes(title="USD per bucket", rangemode="tozero", tickprefix="$")
-    return fig
-
-
-# --- overview dashboard (frames of `sophia.log.dashboard`) --------------------------------
-
-PANEL = {"height": 320, "margin": TIGHT, "legend": {"orientation": "h", "y": -0.2}}
-NO_SI = {"exponentformat": "none", "separatethousands": True}  # "$0.0001", never "$100µ"
-
-
-def score_histogram(c: dict) -> go.Figure:
-    """Requests per complexity bin (`dashboard.complexity`), split at the current threshold, with
-    the threshold marked; a bar's hover says what a threshold at its upper edge would shift."""
-    bins = c["bins"].copy()
-    first = bins["bin"] == 0
-    # Scores of exactly 0 (bin -1) are drawn with the first bin, which starts at 0.
-    for side in ("below", "above"):
-        bins.loc[first, side] += int(bins.loc[bins["bin"] == -1, side].sum())
-    bins = bins[bins["bin"] >= 0].reset_index(drop=True)
-    moves = c["moves"].set_index("threshold")
-    where = "dedicated GPUs" if c["gpus"] else "the premium model"
-    custom = np.column_stack(
-        [
-            bins["lo"],
-            bins["hi"],
-            moves.loc[bins["hi"], "dedicated"].to_numpy(),
-            moves.loc[bins["hi"], "shift"].to_numpy(),
-        ]
-    )
-    hover = (
-        "scores %{customdata[0]:.2f}–%{customdata[1]:.2f}: %{y:,} requests ({name})<br>"
-        "threshold at %{customdata[1]:.2f}: %{customdata[2]:,} to " + where + " (%{customdata[3]:+,} vs now)"
-        "<extra></extra>"
-    )
-    fig = go.Figure()
-    mid, width = (bins["lo"] + bins["hi"]) / 2, bins["hi"] - bins["lo"]
-    for side, name, color in (
-        ("below", "at or under the threshold", TIER_COLORS[Tier.SERVERLESS]),
-        ("above", f"over it: to {where}", TIER_COLORS[Tier.DEDICATED]),
-    ):
-        fig.add_bar(
-            x=mid,
-            y=bins[side],
-            width=width,
-            name=name,
-            marker_color=color,
-            customdata=custom,
-            hovertemplate=hover.replace("{name}", name),
-        )
-    fig.add_vline(
-        x=c["threshold"],
-        line={"color": RED, "dash": "dash"},
-        annotation_text=f"threshold {c['threshold']:.2f}",
-        annotation_position="top",
-    )
-    fig.update_layout(barmode="stack", bargap=0.05, **PANEL)
-    fig.update_xaxes(title="complexity score", range=[0, 1], dtick=0.1)
-    fig.update_yaxes(title="requests", tickformat=",")
-    return fig
-
-
-def tier_latency(tiers: pd.DataFrame) -> go.Figure:
-    """p50 and p95 latency, and time to first token where logged, of each tier side by side
-    (frame of `dashboard.tiers`)."""
-    measures = [("Latency p50", "p50_ms"), ("Latency p95", "p95_ms")]
-    if tiers["ttft_requests"].sum() > 0:
-        measures += [("First token p50", "ttft_p50_ms"), ("First token p95", "ttft_p95_ms")]
-    fig = go.Figure()
-    for _, row in tiers.iterrows():
-        fig.add_bar(
-            x=[label for label, _ in measures],
-            y=[row[col] for _, col in measures],
-            name=str(row["tier"]),
-            marker_color=TIER_COLORS.get(row["tier"], SLATE),
-            hovertemplate="%{fullData.name}, %{x}: %{y:,.0f} ms<extra></extra>",
-        )
-    fig.update_layout(barmode="group", **PANEL)
-    fig.update_yaxes(title="milliseconds", tickformat=",.0f", rangemode="tozero")
-    return fig
-
-
-def tier_cost(tiers: pd.DataFrame) -> go.Figure:
-    """What a request cost on each tier: metered tokens plus its share of GPU time, stacked
-    (frame of `dashboard.tiers`; the idle GPU-hours are in no request)."""
-    n = tiers["requests"].where(tiers["requests"] > 0)
-    fig = stacked_bars(
-        [
-            ("metered (per token)", tiers["tier"], tiers["metered_usd"] / n, PALETTE[0]),
-            ("GPU-time share", tiers["tier"], tiers["amortized_usd"] / n, PALETTE[1]),
-        ],
-        hover="%{x}: $%{y:.6f} a request ({name})<extra></extra>",
-    )
-    fig.update_layout(**PANEL)
-    fig.update_yaxes(title="USD per request", tickprefix="$", **NO_SI)
-    return fig
-
-
-def failover_causes(causes: pd.DataFrame) -> go.Figure:
-    """Failed-over and failed requests by cause and first failed endpoint, colored by outcome
-    (the `causes` frame of `dashboard.failovers`)."""
-    df = causes.assign(what=causes["cause"] + " · " + causes["endpoint"])
-    colors = {"served by a fallback": PALETTE[4], "failed after failover": AMBER, "failed, no fallback": RED}
-    fig = go.Figure()
-    for outcome, part in df.groupby("outcome", sort=False):
-        fig.add_bar(
-            x=part["requests"],
-            y=part["what"],
-            orientation="h",
-            name=str(outcome),
-            marker_color=colors.get(outcome, SLATE),
-            hovertemplate="%{y}<br>%{x:,} requests (" + str(outcome) + ")<extra></extra>",
-        )
-    fig.update_layout(barmode="stack", **{**PANEL, "height": max(220, 60 + 34 * df["what"].nunique())})
-    fig.update_xaxes(title="requests", tickformat=",")
-    fig.update_yaxes(autorange="reversed", automargin=True)
-    return fig
-
-
-def recovery_times(rec: pd.DataFrame) -> go.Figure:
-    """Median and longest time to recovery of each endpoint (frame of `dashboard.recovery`), on a
-    log axis when they differ a lot: a minute-long outage beside second-long blips."""
-    df = rec[rec["recovered"] > 0]
-    fig = go.Figure()
-    for name, col, color in (("median", "median_s", PALETTE[0]), ("longest", "max_s", AMBER)):
-        fig.add_bar(
-            x=df[col],
-            y=df["endpoint"],
-            orientation="h",
-            name=name,
-            marker_color=color,
-            customdata=df["recovered"],
-            hovertemplate="%{y}: %{x:,.1f} s (" + name + " of %{customdata:,} outages)<extra></extra>",
-        )
-    spread = (df["max_s"].max() / df["median_s"].min()) if len(df) and df["median_s"].min() > 0 else 1
-    fig.update_layout(barmode="group", **{**PANEL, "height": max(220, 80 + 60 * len(df))})
-    fig.update_xaxes(title="seconds to recovery", type="log" if spread > 50 else "linear", tickformat=",")
-    fig.update_yaxes(autorange="reversed", automargin=True)
-    return fig
-
-
-def requests_per_second(series: pd.DataFrame, grain: str) -> go.Figure:
-    """Requests per second in each bucket (the `series` frame of `dashboard.throughput`)."""
-    fig = go.Figure(
-        go.Scatter(
-            x=series["bucket"],
-            y=series["per_s"],
-            mode="lines+markers",
-            line={"color": PALETTE[0], "shape": "hv"},
-            marker={"size": 4},
-            customdata=series["requests"],
-            hovertemplate="%{x}<br>%{y:,.3f} requests/s (%{customdata:,} in the " + grain + ")<extra></extra>",
-        )
-    )
-    fig.update_layout(**OVER_TIME, showlegend=False)
-    fig.update_yaxes(title=f"requests/s (average over each {grain})", rangemode="tozero", **NO_SI)
-    return fig
-
-
-def metered_savings(df: pd.DataFrame, primary_model: str, premium_model: str) -> go.Figure:
-    """Savings of the metered spend against each per-token baseline, per bucket (frame of
-    `dashboard.savings`); the hover gives the three spends."""
-    custom = np.column_stack([df["metered_usd"], df["primary_usd"], df["premium_usd"]])
-    fig = go.Figure()
-    for name, col, color in (
-        (f"vs. all on {primary_model}", "saved_vs_primary_usd", PALETTE[0]),
-        (f"vs. all on {premium_model}", "saved_vs_premium_usd", AMBER),
-    ):
-        fig.add_scatter(
-            x=df["bucket"],
-            y=df[col],
-            name=name,
-            mode="lines+markers",
-            line={"color": color},
-            marker={"size": 4},
-            customdata=custom,
-            hovertemplate="saved $%{y:,.4f} " + name + "<extra></extra>",
-        )
-    fig.add_scatter(
-        x=df["bucket"],
-        y=df["metered_usd"],
-        name="metered spend (actual)",
-        mode="lines",
-        line={"color": SLATE, "dash": "dot"},
-        hovertemplate="metered spend $%{y:,.4f}<extra></extra>",
-    )
-    fig.add_hline(y=0, line={"color": "#94A3B8", "width": 1})
-    fig.update_layout(**OVER_TIME)
-    fig.update_yaxes(title="USD per bucket", tickprefix="$", **NO_SI)
     return fig

@@ -198,8 +198,9 @@ def _points(x: float) -> str:
     return f"{x:+.1f} pts"
 
 
-def tuning(c: Any) -> list[list[Metric]]:
-    """The proposed policy against the current one (a `analysis.tuning.Comparison`)."""
+def tuning(c: Any, cv: Any = None) -> list[list[Metric]]:
+    """The proposed policy against the current one (a `analysis.tuning.Comparison`), and with
+    labels how its threshold sweep recovers the quality gap (a `replay.Curve`)."""
     a, b = c.current, c.proposed
     money = [
         Metric(
@@ -252,7 +253,40 @@ def tuning(c: Any) -> list[list[Metric]]:
             f"the selection's span are {usd(b.fixed_cost_usd)}, busy or idle.",
         ),
     ]
-    return [money, moves]
+    return [money, moves] + ([_gap(cv)] if cv is not None else [])
+
+
+def _gap(cv: Any) -> list[Metric]:
+    """RouteLLM's APGR and CPT(50%) / CPT(80%) of the proposed scorer's sweep, beside random's."""
+    reached = cv.policy_gap_reached
+
+    def calls(x: int) -> Metric:
+        v, oracle = cv.cpt["policy"][x], cv.cpt["oracle"][x]
+        best = "" if oracle is None else f" The oracle needs {pct(oracle)}."
+        if v is None:
+            most = "" if reached is None else f" No threshold gets there: the best recovers {pct(reached)}."
+            return Metric(f"Dedicated share for {x}% of the gap", "never", f"CPT({x}%).{most}{best}")
+        return Metric(
+            f"Dedicated share for {x}% of the gap",
+            pct(v),
+            f"CPT({x}%): the share of labelled calls the sweep sends to dedicated GPUs to recover "
+            f"{x}% of the quality gap between the tiers; a random split needs {x}%.{best}",
+            _change(100 * (v - x / 100), lambda d: f"{d:+.1f} pts vs random"),
+            delta_color="inverse",
+        )
+
+    return [
+        Metric(
+            "Gap recovered (APGR)",
+            f"{cv.apgr:.2f}",
+            "Area under the share-of-the-quality-gap-recovered curve over the dedicated share, the "
+            "curve joined to all-serverless and all-dedicated (RouteLLM's APGR): a random split scores "
+            f"{cv.random_apgr:.2f}, the oracle {cv.oracle_apgr:.2f}.",
+            _change(cv.apgr - cv.random_apgr, lambda d: f"{d:+.2f} vs random"),
+        ),
+        calls(50),
+        calls(80),
+    ]
 
 
 # --- the Endpoints page -------------------------------------------------------------------
