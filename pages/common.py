@@ -21,9 +21,10 @@ from pathlib import Path
 import streamlit as st
 
 from sophia import config
+from sophia.analysis import effectiveness
 from sophia.config import server as server_settings
 from sophia.ingest import demo
-from sophia.log import analytics, effectiveness
+from sophia.log import analytics
 from sophia.log.db import DatabaseBusy
 from sophia.log.db import default_path as default_db_path
 from sophia.routing.router import make_backends
@@ -194,9 +195,7 @@ QUERIES: dict[str, Callable] = {
     "page": lambda cur, cfg, f, limit, offset: analytics.page(cur, f, limit, offset),
     "record": lambda cur, cfg, rid: analytics.record(cur, rid),
     "endpoint_stats": analytics.endpoint_stats,
-    "complexity_histogram": lambda cur, cfg, f: effectiveness.complexity_histogram(
-        cur, f, cfg.routing.complexity_threshold
-    ),
+    "complexity_histogram": lambda cur, cfg, f: effectiveness.complexity_histogram(cur, f, cfg),
     "tiers_side_by_side": lambda cur, cfg, f: effectiveness.tiers_side_by_side(cur, f),
     "failovers_by_cause": lambda cur, cfg, f: effectiveness.failovers_by_cause(cur, f),
     "recovery": lambda cur, cfg, f: effectiveness.recovery(cur, f),

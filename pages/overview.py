@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common
-from sophia.log import analytics, effectiveness
+from sophia.analysis import effectiveness
+from sophia.log import analytics
 from sophia.log.analytics import Filters
 from sophia.ui import appstate, charts, metrics
 from sophia.vocab import Source
@@ -128,6 +129,7 @@ TIER_COLUMNS = {
     "cost_per_request_usd": NUM("cost a request", format="$%.6f"),
 }
 FAILOVER_COLUMNS = {
+    "cause": st.column_config.TextColumn("cause", help="Why the first endpoint failed: timeout, http_status, connect…"),
     "failed_endpoint": st.column_config.TextColumn("failed first"),
     "served_by": st.column_config.TextColumn("served by"),
     "requests": NUM("requests", format="localized"),

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sophia.analysis import effectiveness as eff
 from sophia.log import append, schema
-from sophia.log import effectiveness as eff
 from sophia.log.db import Database
 from sophia.log.filters import Filters
 from sophia.money import pricing
@@ -19,15 +19,38 @@ from tests.test_analytics import cfg, con, df, handmade  # noqa: F401  (fixtures
 T0 = datetime(2026, 3, 1, 12, 0)
 
 
-def test_histogram_and_threshold_shifts_equal_pandas(con, df):  # noqa: F811
-    bins = eff.complexity_histogram(con, Filters(), 0.7)
-    c = df["complexity"].dropna()
-    idx = np.minimum(np.floor(c / eff.BIN), 19).astype(int)
+def test_histogram_and_threshold_shifts_equal_pandas(con, df, cfg):  # noqa: F811
+    bins = eff.complexity_histogram(con, Filters(), cfg)
+    c = df.dropna(subset=["complexity"])
+    score = (c["complexity"] * 10_000).round().astype(int)
+    idx = np.minimum(score // 500, 19)
     assert bins["requests"].tolist() == [int((idx == i).sum()) for i in range(20)]
-    # Moving the threshold to 0.5 shifts every request with a score from 0.5 to 0.7 to dedicated.
-    at = bins.set_index(bins["lo"].round(2))
-    assert at.loc[0.5, "shift"] == int(((idx >= 10) & (idx < 14)).sum())
-    assert at.loc[0.7, "shift"] == 0
+    # Only requests the cost rule does not send to dedicated anyway move with the threshold.
+    movable = score[~((c["estimated_cost_usd"] * 1e9).round() > round(cfg.routing.cost_threshold_usd * 1e9))]
+    at = round(cfg.routing.complexity_threshold * 10_000)
+    for lo, shift in zip(bins["lo"], bins["shift"], strict=True):
+        edge = round(lo * 10_000)
+        by_hand = int(((movable > edge) & (movable <= at)).sum()) - int(((movable > at) & (movable <= edge)).sum())
+        assert shift == by_hand, lo
+    assert bins.set_index(bins["lo"].round(2)).loc[0.7, "shift"] == 0
+    assert bins["shift"].iloc[0] > 0  # to 0 the threshold moves every scored request above 0
+
+
+def test_a_score_exactly_at_an_edge_stays_on_serverless_as_the_policy_says(tmp_path, cfg):  # noqa: F811
+    # Scores 0.5 and 0.6 exactly: with the threshold at 0.5 only 0.6 is above it.
+    rows = [handmade(1, complexity=0.5), handmade(2, complexity=0.6), handmade(3, complexity=0.65)]
+    db = Database(tmp_path / "h.duckdb")
+    with db.cursor() as cur:
+        append.append(cur, schema.to_arrow(rows))
+    db.close()
+    c = duckdb.connect(str(tmp_path / "h.duckdb"))
+    bins = eff.complexity_histogram(c, Filters(), cfg).set_index(
+        eff.complexity_histogram(c, Filters(), cfg)["lo"].round(2)
+    )
+    assert bins.loc[0.5, "requests"] == 1 and bins.loc[0.6, "requests"] == 1 and bins.loc[0.65, "requests"] == 1
+    # From 0.7 down to 0.5: 0.6 and 0.65 go to dedicated, 0.5 (not above 0.5) does not.
+    assert bins.loc[0.5, "shift"] == 2 and bins.loc[0.45, "shift"] == 3 and bins.loc[0.65, "shift"] == 0
+    c.close()
 
 
 def test_tiers_side_by_side_equals_pandas(con, df):  # noqa: F811
@@ -54,21 +77,24 @@ def test_savings_over_time_equal_pandas(con, df, cfg):  # noqa: F811
 
 
 def test_recovery_time_of_a_crafted_outage(tmp_path):
+    fo = {"reason": "failover", "endpoint": "sophia-ai-core", "failover_cause": "timeout"}
     rows = [
         # serverless fails twice (requests fail over to the GPU), recovers 70 s after the first failure.
-        handmade(
-            1, ts=T0, reason="failover", failover_path=["serverless", "sophia-ai-core"], endpoint="sophia-ai-core"
-        ),
-        handmade(
-            2,
-            ts=T0 + timedelta(seconds=10),
-            reason="failover",
-            failover_path=["serverless", "sophia-ai-core"],
-            endpoint="sophia-ai-core",
-        ),
+        handmade(1, ts=T0, failover_path=["serverless", "sophia-ai-core"], **fo),
+        handmade(2, ts=T0 + timedelta(seconds=10), failover_path=["serverless", "sophia-ai-core"], **fo),
+        # A success on serverless at the very instant of a failure there does not close it in 0 s.
+        handmade(5, ts=T0),
         handmade(3, ts=T0 + timedelta(seconds=70)),
         # Later a failure with no recovery yet.
         handmade(4, ts=T0 + timedelta(hours=1), status="error", error="503", reason="cost-optimized"),
+        # A chain of three: the middle endpoint failed too, and its cause was a 5xx.
+        handmade(
+            6,
+            ts=T0 + timedelta(minutes=30),
+            failover_path=["sophia-ai-core", "sophia-data-pipeline", "serverless"],
+            reason="failover",
+            failover_cause="http_status",
+        ),
     ]
     db = Database(tmp_path / "r.duckdb")
     with db.cursor() as cur:
@@ -79,10 +105,12 @@ def test_recovery_time_of_a_crafted_outage(tmp_path):
     assert r.loc["serverless", "outages"] == 2 and r.loc["serverless", "open_outages"] == 1
     assert r.loc["serverless", "failures"] == 3
     assert r.loc["serverless", "median_recovery_s"] == pytest.approx(70.0)
+    assert r.loc["sophia-data-pipeline", "failures"] == 1 and r.loc["sophia-data-pipeline", "open_outages"] == 1
     causes = eff.failovers_by_cause(c, Filters())
     assert causes.to_dict("records") == [
-        {"failed_endpoint": "serverless", "served_by": "sophia-ai-core", "requests": 2}
+        {"cause": "timeout", "failed_endpoint": "serverless", "served_by": "sophia-ai-core", "requests": 2},
+        {"cause": "http_status", "failed_endpoint": "sophia-ai-core", "served_by": "serverless", "requests": 1},
     ]
     rate, peak, when = eff.throughput(c, Filters(), "hour")
-    assert peak == pytest.approx(2 / 60) and rate["requests"].sum() == 4
+    assert peak == pytest.approx(3 / 60) and rate["requests"].sum() == 6
     c.close()

@@ -214,19 +214,19 @@ def test_reply_without_usage_is_estimated_and_flagged(make_router, fleet, rows, 
 
 FAILURES = [
     # (mode, calls on serverless (1 + retries when retryable), error kind)
-    pytest.param("http500", 2, id="http500"),
-    pytest.param("http429", 2, id="http429"),
-    pytest.param("http400", 1, id="http400"),
-    pytest.param("malformed", 1, id="malformed"),
-    pytest.param("hang", 1, id="timeout-hang"),
-    pytest.param("slow", 1, id="timeout-slow"),
-    pytest.param("refused", 2, id="connection-refused"),
+    pytest.param("http500", 2, "http_status", id="http500"),
+    pytest.param("http429", 2, "http_status", id="http429"),
+    pytest.param("http400", 1, "http_status", id="http400"),
+    pytest.param("malformed", 1, "malformed", id="malformed"),
+    pytest.param("hang", 1, "timeout", id="timeout-hang"),
+    pytest.param("slow", 1, "timeout", id="timeout-slow"),
+    pytest.param("refused", 2, "connect", id="connection-refused"),
 ]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-@pytest.mark.parametrize("mode,serverless_calls", FAILURES)
-def test_serverless_failure_fails_over_to_ai_core(make_router, fleet, rows, mode, serverless_calls, stream):
+@pytest.mark.parametrize("mode,serverless_calls,cause", FAILURES)
+def test_serverless_failure_fails_over_to_ai_core(make_router, fleet, rows, mode, serverless_calls, cause, stream):
     sl = fleet["serverless"]
     url = None
     if mode == "refused":
@@ -250,6 +250,7 @@ def test_serverless_failure_fails_over_to_ai_core(make_router, fleet, rows, mode
     assert row["failover_path"] == ["serverless", CORE]
     assert row["attempts"] == serverless_calls + 1
     assert row["error"] is None and row["error_kind"] is None
+    assert row["failover_cause"] == cause  # why it left serverless, kept once served
     assert (row["prompt_tokens"], row["completion_tokens"], row["usage_estimated"]) == (2, 4, False)
     assert row["metered_cost_usd"] == 0.0
     assert row["amortized_cost_usd"] == amortized(r.cfg, CORE, 2, 4) > 0
@@ -361,6 +362,7 @@ def test_retries_hit_the_same_endpoint_before_failing_over(make_router, fleet, r
     assert res.text == REPLIES["serverless"]
     row = only(rows())
     assert row["attempts"] == 3 and row["failover_path"] == ["serverless"] and row["reason"] == "cost-optimized"
+    assert row["failover_cause"] is None  # retried and served where it was sent: no failover
     assert sleeps == [0.2, 0.4]  # exponential backoff, through the injected sleep
     assert calls(fleet) == {"serverless": 3, CORE: 0, PIPELINE: 0, PRODUCTION: 0}
 

@@ -97,6 +97,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
             endpoint[i], model[i] = nxt_ep, nxt_model
             tier[i] = cfg.endpoint(nxt_ep).tier
             reason[i] = Reason.FAILOVER
+    moved = reason == Reason.FAILOVER
     status = np.where(error, Status.ERROR, Status.OK).astype(object)
 
     # Usage: prompt tokens near the estimate, replies log-normal, capped by max_tokens.
@@ -135,6 +136,12 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
         "status": status,
         "error_kind": np.where(error, "http_status", None).astype(object),
         "error": np.where(error, "every endpoint failed (simulated HTTP 503)", None).astype(object),
+        # Why the first endpoint failed, from the same draw (no new one: a seed's traffic stays the same).
+        "failover_cause": np.select(
+            [error, moved & (fail < 0.012), moved & (fail < 0.017), moved],
+            ["http_status", "http_status", "timeout", "connect"],
+            None,
+        ).astype(object),
         "attempts": np.array([len(p) for p in paths]),
         "failover_path": paths,
         "prompt_tokens": prompt_tokens,

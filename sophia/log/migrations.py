@@ -119,6 +119,11 @@ def m009_fleet_periods(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m010_failover_cause(con: duckdb.DuckDBPyConnection) -> None:
+    # Why a request left its first endpoint (timeout, 5xx, ...): error_kind is cleared once served.
+    con.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS failover_cause VARCHAR")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_requests,
     m002_settings_versions,
@@ -129,6 +134,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m007_budget_versions,
     m008_request_reply,
     m009_fleet_periods,
+    m010_failover_cause,
 ]
 
 

@@ -55,6 +55,7 @@ COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("images", "INTEGER", pa.int32()),
     ("cached_prompt_tokens", "INTEGER", pa.int32()),
     ("reasoning_tokens", "INTEGER", pa.int32()),
+    ("failover_cause", "VARCHAR", pa.string()),  # added by migration m010
 )
 
 NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

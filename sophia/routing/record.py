@@ -38,6 +38,7 @@ def log_record(req: ChatRequest, cfg: Config, d: Decision, res: Result, instance
         "status": res.status,
         "error_kind": res.error_kind,
         "error": res.error,
+        "failover_cause": res.failover_cause,
         "attempts": res.attempts,
         "failover_path": res.path,
         "prompt_tokens": res.prompt_tokens,

@@ -45,6 +45,8 @@ class Result:
     reason: str | None = None
     error: str | None = None
     error_kind: str | None = None
+    # The kind of the first failure of a request that failed over (error_kind clears on success).
+    failover_cause: str | None = None
     attempts: int = 0
     path: list[str] = field(default_factory=list)
     prompt_tokens: int = 0

@@ -351,6 +351,7 @@ class Router:
                 if endpoint_fault(e):
                     self.health.failure(endpoint, str(e))
                 res.error, res.error_kind = str(e), e.kind
+                res.failover_cause = res.failover_cause or e.kind
                 if call.started:  # text already reached the client: it cannot be taken back
                     return True
                 # Retry the same endpoint, unless this failure just put it in cool-down.
@@ -389,6 +390,8 @@ class Router:
             )
         if res.path and res.path[-1] != d.chain[0][0]:
             res.reason = Reason.FAILOVER
+        elif res.status == Status.OK:  # retried on its first endpoint and served there: no failover
+            res.failover_cause = None
         if res.status == Status.OK and call.cache_key is not None:
             self.cache.put(
                 call.cache_key,

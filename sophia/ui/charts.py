@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sophia.analysis import replay
+from sophia.analysis import effectiveness, replay
 from sophia.config import Config
-from sophia.log import effectiveness
 from sophia.routing import policy
 from sophia.vocab import Tier
 

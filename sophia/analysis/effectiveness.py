@@ -5,34 +5,47 @@ time. Each function takes a cursor and a selection (`Filters`) and returns a sma
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from sophia.config import Config
 from sophia.log.filters import Filters
 from sophia.money import pricing
 from sophia.money.periods import GRAINS
+from sophia.routing import policy
 
 BIN = 0.05  # width of a complexity histogram bar
 
 
-def complexity_histogram(cur: duckdb.DuckDBPyConnection, f: Filters, threshold: float) -> pd.DataFrame:
-    """Requests per complexity bin (`lo` to `lo` + BIN), and for each bin edge how many requests a
-    threshold moved there from `threshold` would shift between the tiers (`shift`: positive
-    = more to dedicated)."""
+def complexity_histogram(cur: duckdb.DuckDBPyConnection, f: Filters, cfg: Config) -> pd.DataFrame:
+    """Requests per complexity bin (`lo` to `lo` + BIN), and for each bin edge how many requests
+    moving the complexity threshold there would shift between the tiers (`shift`: positive =
+    more to dedicated). Scores are compared in basis points, strictly above the threshold, as
+    the policy does; a request the cost rule sends to dedicated anyway moves with no threshold."""
     clause, params = f.where()
+    cost_nano = int(round(cfg.routing.cost_threshold_usd * policy.NANO))
+    costly = (
+        f"coalesce(round(estimated_cost_usd * {policy.NANO}) > {cost_nano}, false)"
+        if cfg.tier_endpoints(policy.DEDICATED)
+        else "false"
+    )
     df = cur.execute(
-        f"""SELECT least(floor(complexity / {BIN}), {round(1 / BIN) - 1})::INTEGER AS bin, count(*) AS requests
-            FROM requests WHERE {clause} AND complexity IS NOT NULL GROUP BY 1 ORDER BY 1""",
+        f"""SELECT round(complexity * {policy.BP})::BIGINT AS score_bp, {costly} AS costly, count(*) AS n
+            FROM requests WHERE {clause} AND complexity IS NOT NULL AND isfinite(complexity) GROUP BY ALL""",
         params,
     ).df()
-    bins = pd.DataFrame({"bin": range(round(1 / BIN))}).merge(df, on="bin", how="left").fillna({"requests": 0})
-    bins["lo"] = bins["bin"] * BIN
-    bins["requests"] = bins["requests"].astype("int64")
-    # Dedicated takes scores above the threshold: moving it to `edge` shifts the bins between.
-    above = bins["requests"][::-1].cumsum()[::-1].to_numpy()  # requests at or above each bin's lo
-    at_threshold = int(bins.loc[bins["lo"] >= threshold - 1e-12, "requests"].sum())
-    bins["shift"] = above - at_threshold
-    return bins[["lo", "requests", "shift"]]
+    width = round(BIN * policy.BP)
+    n_bins = round(1 / BIN)
+    score = df["score_bp"].to_numpy(dtype="int64")
+    counts = df["n"].to_numpy(dtype="int64")
+    per_bin = np.bincount(np.clip(score // width, 0, n_bins - 1), weights=counts, minlength=n_bins)
+    movable = np.sort(np.repeat(score[~df["costly"].to_numpy(dtype=bool)], counts[~df["costly"].to_numpy(dtype=bool)]))
+    at = policy.bp(cfg.routing.complexity_threshold)
+    edges = np.arange(n_bins, dtype="int64") * width
+    # Dedicated (by complexity) takes score > threshold: moving it to an edge shifts (edge, threshold].
+    above = lambda x: len(movable) - np.searchsorted(movable, x, side="right")  # noqa: E731
+    shift = above(edges) - above(at)
+    return pd.DataFrame({"lo": edges / policy.BP, "requests": per_bin.astype("int64"), "shift": shift.astype("int64")})
 
 
 def tiers_side_by_side(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -51,33 +64,38 @@ def tiers_side_by_side(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFra
 
 
 def failovers_by_cause(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Failed-over requests by the endpoint that failed first and where they were served."""
+    """Failed-over requests by why the first endpoint failed (timeout, http_status, connect, ...;
+    'unrecorded' for rows logged before causes were), which endpoint that was and which served."""
     clause, params = f.where()
     return cur.execute(
-        f"""SELECT failover_path[1] AS failed_endpoint, coalesce(endpoint, '(not served)') AS served_by,
-                   count(*) AS requests
+        f"""SELECT coalesce(failover_cause, 'unrecorded') AS cause, failover_path[1] AS failed_endpoint,
+                   coalesce(endpoint, '(not served)') AS served_by, count(*) AS requests
             FROM requests WHERE {clause} AND reason = 'failover' AND len(failover_path) > 0
-            GROUP BY ALL ORDER BY requests DESC""",
+            GROUP BY ALL ORDER BY requests DESC, cause, failed_endpoint""",
         params,
     ).df()
 
 
 def recovery(cur: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Per endpoint: outages (a run of failures there up to its next successful request) and
-    their time to recovery, median and longest, in seconds. A failure is a request that failed
-    over away from the endpoint or errored on it; an outage still open has no recovery yet."""
+    their time to recovery, median and longest, in seconds. A failure is an endpoint a request
+    tried and left (every endpoint of its failover path but the one that served it) or one
+    that errored it; only a success strictly later closes an outage, and one still open has no
+    recovery yet."""
     clause, params = f.where()
     return cur.execute(
         f"""WITH sel AS (SELECT * FROM requests WHERE {clause}),
             fails AS (
-                SELECT failover_path[1] AS endpoint, ts FROM sel
-                 WHERE reason = 'failover' AND len(failover_path) > 0
+                SELECT unnest(CASE WHEN status = 'ok' THEN failover_path[1:len(failover_path) - 1]
+                                   ELSE failover_path END) AS endpoint, ts
+                  FROM sel WHERE len(failover_path) > 0 AND (status = 'ok' OR status = 'error')
                 UNION ALL
-                SELECT endpoint, ts FROM sel WHERE status = 'error' AND endpoint IS NOT NULL),
+                SELECT endpoint, ts FROM sel
+                 WHERE status = 'error' AND endpoint IS NOT NULL AND coalesce(len(failover_path), 0) = 0),
             oks AS (SELECT endpoint, ts AS ok_ts FROM sel WHERE status = 'ok' AND endpoint IS NOT NULL),
             paired AS (
                 SELECT fails.endpoint, fails.ts, oks.ok_ts FROM fails
-                ASOF LEFT JOIN oks ON fails.endpoint = oks.endpoint AND oks.ok_ts >= fails.ts),
+                ASOF LEFT JOIN oks ON fails.endpoint = oks.endpoint AND oks.ok_ts > fails.ts),
             outages AS (
                 SELECT endpoint, ok_ts, epoch(ok_ts - min(ts)) AS seconds, count(*) AS failures
                   FROM paired GROUP BY endpoint, ok_ts)
