@@ -62,7 +62,8 @@ class Runtime:
         with db.cursor(wait_s, on_wait) as cur:
             version, active = versions.resolve(cur, cfg)
             budget_version, budgets = budget_store.resolve(cur, cfg)
-            fleet_periods = fleet_store.synced(cur, active, now())
+            fleet_store.sync(cur, active, now())
+            fleet_periods = fleet_store.periods(cur)
         writer = Writer(db, cfg.flush_interval_s)
         if backends is None:  # keys from the environment, else .streamlit/secrets.toml
             backends = make_backends(active, sleep, config_mod.load_secrets())

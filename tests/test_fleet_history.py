@@ -92,6 +92,21 @@ def test_an_endpoint_added_today_is_not_charged_for_last_year(tmp_path):
     db.close()
 
 
+def test_reading_figures_writes_nothing_and_sees_the_configured_fleet(tmp_path):
+    db = _db(tmp_path)
+    with db.cursor() as cur:
+        _append(cur, [handmade(1, ts=T0, source="api"), handmade(2, ts=T0 + h(5), source="api")])
+        read = stats.stats(cur, CFG, None, now=T0 + h(6))
+        assert cur.execute("SELECT count(*) FROM fleet_periods").fetchone()[0] == 0  # a read is a read
+        fleet_store.sync(cur, CFG, T0 + h(6))
+        after = stats.stats(cur, CFG, None, now=T0 + h(6))
+        assert fleet_store.current(cur, CFG, T0 + h(6)) == fleet_store.periods(cur)
+    # The same figures before and after the fleet was written down: the first fleet ran from the
+    # first live request.
+    assert read["fixed_cost_usd"] == after["fixed_cost_usd"] == pytest.approx(HOURLY * (5 + 1e-6 / 3600), rel=1e-6)
+    db.close()
+
+
 def _trace(path: Path) -> Path:
     times = ["2023-11-03T10:00:00Z", "2024-02-10T12:30:00Z", "2024-06-01T08:15:00Z"]
     path.write_text("".join(json.dumps({"t": t, "p": 100, "c": 40}) + "\n" for t in times))

@@ -83,7 +83,7 @@ def spend(
     # Fixed spend: each dedicated endpoint's hours in each period while it was part of the fleet
     # (money.fleet), under the group it belongs to.
     first, last = df["period_start"].min().to_pydatetime(), df["period_start"].max().to_pydatetime()
-    fleet_periods = fleet_store.synced(cur, cfg, now)
+    fleet_periods = fleet_store.current(cur, cfg, now)
     models = {e.name: e.models[0] for e in cfg.tier_endpoints(Tier.DEDICATED)}
     fixed_rows = []
     start = first

@@ -106,7 +106,7 @@ def overview(cur: duckdb.DuckDBPyConnection, cfg: Config, f: Filters, now: datet
     """
     now = now or datetime.now(UTC).replace(tzinfo=None)
     sources = _sources(cur, f)
-    periods = fleet_store.synced(cur, cfg, now)
+    periods = fleet_store.current(cur, cfg, now)
     s = stats.stats(cur, cfg, sources, f.start, f.end, now=now, fleet_periods=periods)
     total = s["total_requests"]
     fixed, amortized = s["fixed_cost_usd"], s["amortized_cost_usd"]

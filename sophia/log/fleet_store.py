@@ -14,43 +14,44 @@ from datetime import datetime
 import duckdb
 
 from sophia.config import Config
+from sophia.money import fleet
 from sophia.money.fleet import FleetPeriod
 from sophia.vocab import LIVE_SOURCES, Tier
 
 _LIVE = ", ".join(f"'{s}'" for s in LIVE_SOURCES)
+_FIELDS = "endpoint, hourly_usd, start_ts, end_ts, source"  # in FleetPeriod's order
 
 
 def _configured(cfg: Config) -> dict[str, float]:
     return {e.name: float(e.hourly_usd) for e in cfg.tier_endpoints(Tier.DEDICATED)}
 
 
+def _first_live(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    return con.execute(f"SELECT min(ts) FROM requests WHERE source IN ({_LIVE})").fetchone()[0]
+
+
 def sync(con: duckdb.DuckDBPyConnection, cfg: Config, now: datetime) -> None:
-    """Bring the configured fleet's periods in step with `cfg` at `now`."""
-    want = _configured(cfg)
-    first_live = con.execute(f"SELECT min(ts) FROM requests WHERE source IN ({_LIVE})").fetchone()[0]
-    rows = con.execute(
-        "SELECT rowid, endpoint, hourly_usd, start_ts FROM fleet_periods WHERE source IS NULL AND end_ts IS NULL"
-    ).fetchall()
-    any_before = con.execute("SELECT count(*) FROM fleet_periods WHERE source IS NULL").fetchone()[0] > 0
-    running = {}
-    for rowid, ep, hourly, _start in rows:
-        if want.get(ep) != hourly:
-            con.execute("UPDATE fleet_periods SET end_ts = ? WHERE rowid = ?", [now, rowid])
-        else:
-            running[ep] = rowid
-    start = now if any_before or first_live is None else min(now, first_live)
-    for ep, hourly in want.items():
-        if ep not in running:
-            con.execute("INSERT INTO fleet_periods VALUES (?, ?, ?, NULL, NULL, now()::TIMESTAMP)", [ep, hourly, start])
-    if first_live is not None:
-        # Live traffic logged before the first period began (an older log, a back-dated clock)
-        # was served by that first fleet: it ran from then.
+    """Bring the configured fleet's periods in step with `cfg` at `now` (`fleet.in_step`), writing
+    only what changed. Called when a configuration is opened, never on a read."""
+    rows = con.execute(f"SELECT rowid, {_FIELDS} FROM fleet_periods ORDER BY start_ts, endpoint").fetchall()
+    old = [FleetPeriod(*r[1:]) for r in rows]
+    new = fleet.in_step(old, _configured(cfg), now, _first_live(con))
+    for (rowid, *_), before, after in zip(rows, old, new, strict=False):
+        if after != before:
+            con.execute(
+                "UPDATE fleet_periods SET start_ts = ?, end_ts = ? WHERE rowid = ?", [after.start, after.end, rowid]
+            )
+    for p in new[len(old) :]:
         con.execute(
-            """UPDATE fleet_periods SET start_ts = ?
-               WHERE source IS NULL AND start_ts > ?
-                 AND start_ts = (SELECT min(start_ts) FROM fleet_periods WHERE source IS NULL)""",
-            [first_live, first_live],
+            "INSERT INTO fleet_periods VALUES (?, ?, ?, ?, NULL, now()::TIMESTAMP)",
+            [p.endpoint, p.hourly_usd, p.start, p.end],
         )
+
+
+def current(con: duckdb.DuckDBPyConnection, cfg: Config, now: datetime) -> list[FleetPeriod]:
+    """The fleet's periods as they stand with `cfg` at `now`, without writing: a read sees the
+    configured fleet even where nothing has synced it yet."""
+    return fleet.in_step(periods(con), _configured(cfg), now, _first_live(con))
 
 
 def charge_span(con: duckdb.DuckDBPyConnection, cfg: Config, source: str, start: datetime, end: datetime) -> None:
@@ -73,13 +74,5 @@ def charge_span(con: duckdb.DuckDBPyConnection, cfg: Config, source: str, start:
 
 def periods(con: duckdb.DuckDBPyConnection) -> list[FleetPeriod]:
     """Every fleet period, oldest first."""
-    rows = con.execute(
-        "SELECT endpoint, hourly_usd, start_ts, end_ts, source FROM fleet_periods ORDER BY start_ts, endpoint"
-    ).fetchall()
+    rows = con.execute(f"SELECT {_FIELDS} FROM fleet_periods ORDER BY start_ts, endpoint").fetchall()
     return [FleetPeriod(*r) for r in rows]
-
-
-def synced(con: duckdb.DuckDBPyConnection, cfg: Config, now: datetime) -> list[FleetPeriod]:
-    """The fleet's periods after bringing the configured fleet in step with `cfg`."""
-    sync(con, cfg, now)
-    return periods(con)

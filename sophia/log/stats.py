@@ -83,7 +83,7 @@ def stats(
     span_end = end or (last + timedelta(microseconds=1) if last is not None else None)
     fixed = fleet_usd = unserved = 0.0
     if span_start and span_end:
-        periods = fleet_store.synced(con, cfg, now) if fleet_periods is None else fleet_periods
+        periods = fleet_store.current(con, cfg, now) if fleet_periods is None else fleet_periods
         fixed = fleet.charged(periods, span_start, span_end, now, sources=sources, live_sources=LIVE_SOURCES)
         fleet_usd = pricing.fixed_cost(cfg.endpoints, span_start, min(span_end, max(now, span_start)))
         hourly = con.execute(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sophia.money.periods import HOUR_S
@@ -28,6 +28,35 @@ class FleetPeriod:
     start: datetime
     end: datetime | None  # None: still part of the fleet
     source: str | None = LIVE  # None: the configured fleet; else the traffic that asked for it
+
+
+def in_step(
+    periods: Sequence[FleetPeriod], configured: dict[str, float], now: datetime, first_live: datetime | None
+) -> list[FleetPeriod]:
+    """The periods once the configured fleet (`configured`: endpoint -> hourly USD) is in step at
+    `now`: the same periods in the same order, an open live one closed at `now` when its endpoint
+    left the configuration or changed price, then a new open period for each configured endpoint
+    not running. The first fleet ever starts at the first live request (`first_live`), if that is
+    earlier: it served that traffic."""
+    out, running = [], set()
+    for p in periods:
+        if p.source is LIVE and p.end is None:
+            if configured.get(p.endpoint) != p.hourly_usd:
+                p = replace(p, end=now)
+            else:
+                running.add(p.endpoint)
+        out.append(p)
+    any_before = any(p.source is LIVE for p in periods)
+    start = now if any_before or first_live is None else min(now, first_live)
+    out += [FleetPeriod(ep, hourly, start, None, LIVE) for ep, hourly in configured.items() if ep not in running]
+    if first_live is not None:
+        # Live traffic logged before the first period began (an older log, a back-dated clock)
+        # was served by that first fleet: it ran from then.
+        live = [p.start for p in out if p.source is LIVE]
+        first = min(live) if live else None
+        if first is not None and first > first_live:
+            out = [replace(p, start=first_live) if p.source is LIVE and p.start == first else p for p in out]
+    return out
 
 
 def _counts(p: FleetPeriod, sources: Sequence[str] | None, live_sources: Sequence[str]) -> bool:
