@@ -4,7 +4,8 @@ UI only. The inputs sit in the main area (presets, then a form with Traffic, Fle
 and Policy tabs) and run on request: the Run button, beside the results, runs the pipeline in
 `sophia.sim.pipeline`; the last result stays in the session, so the page opens at once with it
 (or with an empty state). Ranges, defaults and the request are `sophia.ui.sim_form`; figures,
-tables and captions `sophia.ui.sim_view`; presets `sophia.sim.choices`; exports `sophia.sim.scenarios`.
+tables and captions `sophia.ui.sim_view` (one run) and `sophia.ui.sim_plan_view` (planning);
+presets `sophia.sim.choices`; exports `sophia.sim.scenarios`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sophia.analysis import replay
 from sophia.log import analytics, versions
 from sophia.sim import choices, reference, scenarios
 from sophia.sim import workload as traffic_mod
-from sophia.ui import appstate, metrics, sim_form, sim_view
+from sophia.ui import appstate, metrics, sim_form, sim_plan_view, sim_view
 
 # The page runs inside app.py (navigation, sidebar, error handling) once app.py lists it.
 if "pages/simulator.py" in common.APP.read_text(encoding="utf-8"):
@@ -295,6 +296,10 @@ for note in s["notes"]:
 if warning := sim_view.span_warning(w):
     st.warning(warning, icon=":material/date_range:")
 
+# The open tab is state (key, on_change="rerun"): the server sends it back on every rerun. Plain
+# tabs live in the browser only, and what precedes them varies between reruns (the run's progress
+# slot, the "inputs have changed" note, warnings), so a button pressed in a later tab reran the page
+# with the tabs at another place, drawn anew at the first tab.
 tabs = st.tabs(
     [
         "Costs",
@@ -306,7 +311,9 @@ tabs = st.tabs(
         "Reference scenario",
         "Scenarios",
         "Autoscaling",
-    ]
+    ],
+    key="sim_tab",
+    on_change="rerun",
 )
 
 with tabs[0]:
@@ -335,19 +342,19 @@ with tabs[4]:
     if be is None:
         st.info("Tick **Break-even curves** (Policy & target) and run the simulation.", icon=":material/show_chart:")
     else:
-        st.plotly_chart(sim_view.break_even_chart(be, w.n * w.monthly_factor), width="stretch", key="sim_be_chart")
-        st.dataframe(sim_view.crossovers_table(be), hide_index=True, width="stretch")
-        st.caption(sim_view.break_even_caption(be))
+        st.plotly_chart(sim_plan_view.break_even_chart(be, w.n * w.monthly_factor), width="stretch", key="sim_be_chart")
+        st.dataframe(sim_plan_view.crossovers_table(be), hide_index=True, width="stretch")
+        st.caption(sim_plan_view.break_even_caption(be))
 
 with tabs[5]:
     opt = report.optimum
     if opt is None:
         st.info("Tick **Optimizer** (Policy & target) and run the simulation.", icon=":material/tune:")
     else:
-        st.plotly_chart(sim_view.optimizer_chart(opt), width="stretch", key="sim_opt_chart")
-        found, verdict = sim_view.optimizer_verdict(opt)
+        st.plotly_chart(sim_plan_view.optimizer_chart(opt), width="stretch", key="sim_opt_chart")
+        found, verdict = sim_plan_view.optimizer_verdict(opt)
         (st.success if found else st.warning)(verdict, icon=":material/check_circle:" if found else ":material/block:")
-        st.dataframe(sim_view.optimizer_table(opt), hide_index=True, width="stretch")
+        st.dataframe(sim_plan_view.optimizer_table(opt), hide_index=True, width="stretch")
         st.caption(
             "Teal bars meet the target, grey ones miss it, the amber one is the cheapest meeting it. "
             "Rows from the simulation were simulated request by request; the others come from the fluid model."
@@ -359,7 +366,7 @@ with tabs[6]:
         "configured fleet (the dedicated endpoints of the configuration, router policy) at the published "
         "request rates, with Poisson arrivals and the synthetic profile's token distributions."
     )
-    st.dataframe(sim_view.reference_scenario_table(cfg, PUBLISHED), hide_index=True, width="stretch")
+    st.dataframe(sim_plan_view.reference_scenario_table(cfg, PUBLISHED), hide_index=True, width="stretch")
     ref_slot = st.empty()
     if st.button("Simulate the reference scenario", key="sim_ref", icon=":material/science:"):
         ss.pop("sim_reference_error", None)
@@ -382,24 +389,26 @@ with tabs[6]:
     if ss.get("sim_reference_error"):
         st.error(f"**The reference scenario cannot run.** {ss.sim_reference_error}", icon=":material/error:")
     ref = ss.get("sim_reference")
-    st.dataframe(sim_view.reference_table(reference.comparison_rows(PUBLISHED, ref)), hide_index=True, width="stretch")
+    st.dataframe(
+        sim_plan_view.reference_table(reference.comparison_rows(PUBLISHED, ref)), hide_index=True, width="stretch"
+    )
     if ref:
-        st.caption(sim_view.reference_caption(PUBLISHED, ref["after"].summary()))
+        st.caption(sim_plan_view.reference_caption(PUBLISHED, ref["after"].summary()))
     else:
         st.caption("Press the button to simulate it (a minute of traffic at each rate, priced for a month).")
     st.markdown("**What the published figures assume, and which of the seed's claims contradict each other**")
     explained = _explained(common.paths())
-    st.dataframe(sim_view.assumptions_table(explained), hide_index=True, width="stretch")
-    st.dataframe(sim_view.contradictions_table(explained), hide_index=True, width="stretch")
-    st.caption(sim_view.curl_caption(explained))
+    st.dataframe(sim_plan_view.assumptions_table(explained), hide_index=True, width="stretch")
+    st.dataframe(sim_plan_view.contradictions_table(explained), hide_index=True, width="stretch")
+    st.caption(sim_plan_view.curl_caption(explained))
 
 with tabs[8]:
     if report.scaled is None:
         st.info("Tick **Autoscale this GPU type** (Fleet) and run the simulation.", icon=":material/expand:")
     else:
-        st.plotly_chart(sim_view.instances_chart(report.scaled), width="stretch", key="sim_instances_chart")
-        st.dataframe(sim_view.autoscale_table(report.comparison()), hide_index=True, width="stretch")
-        st.caption(sim_view.autoscale_caption(report))
+        st.plotly_chart(sim_plan_view.instances_chart(report.scaled), width="stretch", key="sim_instances_chart")
+        st.dataframe(sim_plan_view.autoscale_table(report.comparison()), hide_index=True, width="stretch")
+        st.caption(sim_plan_view.autoscale_caption(report))
 
 with tabs[7]:
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -418,7 +427,7 @@ with tabs[7]:
     ):
         ss.sim_scenarios = {}
     if ss.sim_scenarios:
-        st.dataframe(sim_view.scenarios_table(ss.sim_scenarios), width="stretch")
+        st.dataframe(sim_plan_view.scenarios_table(ss.sim_scenarios), width="stretch")
     else:
         st.caption("Save runs by name to compare them side by side.")
 

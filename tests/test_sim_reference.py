@@ -10,7 +10,7 @@ import pytest
 from sophia import config
 from sophia.money import pricing
 from sophia.sim import reference
-from sophia.ui import sim_view
+from sophia.ui import sim_plan_view
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +46,11 @@ def test_contradictions_are_computed(explained):
 
 
 def test_the_page_shows_readable_tables(explained):
-    a = sim_view.assumptions_table(explained)
+    a = sim_plan_view.assumptions_table(explained)
     assert list(a.columns) == ["Assumption", "Value"] and a["Value"].map(type).eq(str).all()
-    c = sim_view.contradictions_table(explained)
+    c = sim_plan_view.contradictions_table(explained)
     assert "$0.03 a request at 500 req/s" in c["Claim"].tolist()
-    assert "never fires through the API" in sim_view.curl_caption(explained)
+    assert "never fires through the API" in sim_plan_view.curl_caption(explained)
 
 
 def test_cli_reference_text_and_json(tmp_path):

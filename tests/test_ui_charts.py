@@ -10,7 +10,7 @@ import pytest
 
 from sophia import sim
 from sophia.sim import choices
-from sophia.ui import cards, charts, metrics, sim_form, sim_view
+from sophia.ui import cards, charts, metrics, sim_form, sim_plan_view, sim_view
 from sophia.vocab import Tier
 from tests.helpers import reference_config
 
@@ -195,14 +195,14 @@ def test_simulator_figures_have_a_trace_per_part(report):
 
 def test_simulator_optimizer_and_break_even_views(report):
     opt = report.optimum
-    fig = sim_view.optimizer_chart(opt)
+    fig = sim_plan_view.optimizer_chart(opt)
     assert _names(fig) == ["monthly cost", "p95 first token (ms)"]
-    found, verdict = sim_view.optimizer_verdict(opt)
+    found, verdict = sim_plan_view.optimizer_verdict(opt)
     assert found == (opt.best_gpus is not None) and verdict
     be = report.break_even
-    be_fig = sim_view.break_even_chart(be, 1e6)
+    be_fig = sim_plan_view.break_even_chart(be, 1e6)
     assert _names(be_fig)[0] == "All serverless"
-    table = sim_view.crossovers_table(be)  # every pair of curves, with its crossover or a dash
+    table = sim_plan_view.crossovers_table(be)  # every pair of curves, with its crossover or a dash
     assert len(table) == 3 and (table["Monthly cost there"] != "—").sum() == len(be.crossovers)
     assert "growth" not in sim_view.month_caption(report.month, None)
     assert "with 10% growth per month" in sim_view.month_caption(report.month, 0.1)

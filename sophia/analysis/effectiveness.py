@@ -134,15 +134,15 @@ def savings_over_time(cur: duckdb.DuckDBPyConnection, cfg: Config, f: Filters, g
     if grain not in GRAINS:
         raise ValueError(f"granularity {grain!r} is not allowed: expected one of {', '.join(GRAINS)}")
     clause, params = f.where()
-    prim = pricing.price_of(cfg, cfg.routing.serverless_model)
-    prem = pricing.price_of(cfg, cfg.routing.premium_model)
+    prim = pricing.at_price_sql(pricing.price_of(cfg, cfg.routing.serverless_model))
+    prem = pricing.at_price_sql(pricing.price_of(cfg, cfg.routing.premium_model))
     return cur.execute(
         f"""SELECT date_trunc('{grain}', ts) AS bucket,
                    coalesce(sum(metered_cost_usd), 0) AS metered_usd,
-                   coalesce(sum({pricing.metered_sql()}), 0) AS primary_usd,
-                   coalesce(sum({pricing.metered_sql()}), 0) AS premium_usd
+                   coalesce(sum({prim}), 0) AS primary_usd,
+                   coalesce(sum({prem}), 0) AS premium_usd
             FROM requests WHERE {clause} GROUP BY 1 ORDER BY 1""",
-        [prim.input_per_mtok, prim.output_per_mtok, prem.input_per_mtok, prem.output_per_mtok, *params],
+        params,
     ).df()
 
 

@@ -254,8 +254,7 @@ def replay(
     ptok, ctok = float(np.sum(t.prompt_tokens)), float(np.sum(t.completion_tokens))
 
     def at(model: str) -> float:
-        price = pricing.price_of(cfg, model)
-        return (ptok * price.input_per_mtok + ctok * price.output_per_mtok) / pricing.PER_MTOK
+        return pricing.at_price(ptok, ctok, pricing.price_of(cfg, model))
 
     latency = {}
     for tier, parts in lat.items():

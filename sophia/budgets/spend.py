@@ -75,9 +75,7 @@ def spend(
         "all_serverless_primary_usd": pricing.price_of(cfg, cfg.routing.serverless_model),
         "all_premium_usd": pricing.price_of(cfg, cfg.routing.premium_model),
     }
-    df = metered.by_period(
-        cur, by, groups, sources, tz, {k: (p.input_per_mtok, p.output_per_mtok) for k, p in prices.items()}
-    )
+    df = metered.by_period(cur, by, groups, sources, tz, prices)
     if df.empty:
         return pd.DataFrame(columns=["period_start", *groups, *COLUMNS[4:]])
     # Fixed spend: each dedicated endpoint's hours in each period while it was part of the fleet

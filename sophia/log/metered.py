@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 
 from sophia.log.filters import where
+from sophia.money import pricing
 from sophia.money.periods import HOUR_S, PERIODS
 
 GROUPS = ("tier", "endpoint", "model")  # what spend can be split by
@@ -62,25 +63,21 @@ def by_period(
     groups: Sequence[str] = (),
     sources: Sequence[str] | None = None,
     tz: str = "UTC",
-    baseline_prices: Mapping[str, tuple[float, float]] | None = None,
+    baseline_prices: Mapping[str, pricing.ModelPrice] | None = None,
 ) -> pd.DataFrame:
     """Requests, tokens and metered USD per local calendar period (in `tz`) and group, and per
-    `baseline_prices` entry (column name -> input, output USD per 1M) the tokens at those prices."""
+    `baseline_prices` entry (column name -> a model's prices) the tokens at those prices."""
     baseline_prices = baseline_prices or {}
     if by not in PERIODS or any(g not in GROUPS for g in groups):
         raise ValueError(f"cannot sum spend by {by!r} and {list(groups)!r}")
     clause, params = where(sources)
     sel = "".join(f", {g}" for g in groups)
-    # Each baseline: the tokens at one model's (input, output) prices per 1M, bound in order.
-    at = "".join(
-        f", coalesce(sum((prompt_tokens * ? + completion_tokens * ?) / 1e6), 0) AS {name}" for name in baseline_prices
-    )
-    prices = [x for pair in baseline_prices.values() for x in pair]
+    at = "".join(f", coalesce(sum({pricing.at_price_sql(p)}), 0) AS {name}" for name, p in baseline_prices.items())
     return cur.execute(
         f"""SELECT date_trunc('{by}', timezone(?, timezone('UTC', ts))) AS period_start{sel},
                    count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
                    coalesce(sum(completion_tokens), 0) AS completion_tokens,
                    coalesce(sum(metered_cost_usd), 0) AS metered_cost_usd{at}
             FROM requests WHERE {clause} GROUP BY ALL""",
-        [tz, *prices, *params],
+        [tz, *params],
     ).df()

@@ -48,7 +48,7 @@ def stats(
     clause, params = where(sources, start, end)
     primary = pricing.price_of(cfg, cfg.routing.serverless_model)
     premium = pricing.price_of(cfg, cfg.routing.premium_model)
-    at_primary = pricing.metered_sql()
+    at_primary, at_premium = pricing.at_price_sql(primary), pricing.at_price_sql(premium)
     row = con.execute(
         f"""SELECT count(*),
                    count(*) FILTER (WHERE tier = 'serverless'),
@@ -57,7 +57,7 @@ def stats(
                    coalesce(sum(amortized_cost_usd), 0),
                    coalesce(sum({at_primary}), 0),
                    coalesce(sum({at_primary}) FILTER (WHERE tier = 'dedicated'), 0),
-                   coalesce(sum({pricing.metered_sql()}), 0),
+                   coalesce(sum({at_premium}), 0),
                    count(*) FILTER (WHERE status <> 'ok'),
                    count(*) FILTER (WHERE reason = 'failover'),
                    quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'ok'),
@@ -66,15 +66,7 @@ def stats(
                    coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
                    count(*) FILTER (WHERE usage_estimated)
             FROM requests WHERE {clause}""",
-        [
-            primary.input_per_mtok,
-            primary.output_per_mtok,
-            primary.input_per_mtok,
-            primary.output_per_mtok,
-            premium.input_per_mtok,
-            premium.output_per_mtok,
-            *params,
-        ],
+        params,
     ).fetchone()
     (total, sl, ded, metered, amortized, at_primary_usd, ded_primary, baseline, errors, failovers, p50, p95) = row[:12]
     first, last, ptok, ctok, estimated = row[12:]

@@ -43,6 +43,20 @@ def metered_cost(prompt_tokens, completion_tokens, input_per_mtok, output_per_mt
     return _round((prompt_tokens * input_per_mtok + completion_tokens * output_per_mtok) / PER_MTOK)
 
 
+def at_price(prompt_tokens, completion_tokens, price: ModelPrice):
+    """Tokens at one model's prices: what they cost, or would have cost there (a baseline)."""
+    return metered_cost(prompt_tokens, completion_tokens, price.input_per_mtok, price.output_per_mtok)
+
+
+def at_price_sql(
+    price: ModelPrice, prompt_col: str = "prompt_tokens", completion_col: str = "completion_tokens"
+) -> str:
+    """`at_price` as SQL for aggregates in DuckDB, the prices written in: they are finite numbers
+    the configuration checked, and a literal needs no parameter kept in step."""
+    inp, outp = float(price.input_per_mtok), float(price.output_per_mtok)
+    return f"(({prompt_col}) * {inp!r} + ({completion_col}) * {outp!r}) / {PER_MTOK}"
+
+
 def estimated_cost(prompt_tokens, max_tokens, price: ModelPrice):
     """The decision's cost estimate: estimated prompt tokens and `max_tokens` at `price`."""
     return metered_cost(prompt_tokens, max_tokens, price.input_per_mtok, price.output_per_mtok)
@@ -73,12 +87,6 @@ def charged_hours(start: datetime, end: datetime, *, whole_hours: bool = False) 
 def fixed_cost(endpoints, start: datetime, end: datetime, *, whole_hours: bool = False) -> float:
     """GPU-hours of every dedicated endpoint between start and end, busy or idle."""
     return round(hourly_fixed(endpoints) * charged_hours(start, end, whole_hours=whole_hours), DIGITS)
-
-
-def metered_sql(prompt_col: str = "prompt_tokens", completion_col: str = "completion_tokens") -> str:
-    """The metered-cost formula as SQL, for aggregates in DuckDB; bind (input, output) prices
-    per 1M tokens to its two parameters."""
-    return f"(({prompt_col}) * ? + ({completion_col}) * ?) / {PER_MTOK}"
 
 
 def hourly_fixed(endpoints) -> float:

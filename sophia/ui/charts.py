@@ -1,7 +1,7 @@
 """The app's Plotly figures (overview, endpoints, budgets, tuning) and the styling they share.
 
 Streamlit-free: every builder takes frames or plain values and returns a `go.Figure`, so the
-pages only place them. The simulator's figures are in `sophia.ui.sim_view`.
+pages only place them. The simulator's figures are in `sophia.ui.sim_view` and `sim_plan_view`.
 """
 
 from __future__ import annotations
