@@ -477,6 +477,54 @@ def app_pages_render(env: Env, monkeypatch) -> int | None:
 # --- last: /stats, then a graceful shutdown with a request in flight, then the log ----------------
 
 
+def _scrape(env: Env, key: str | None = KEY_A) -> dict[tuple[str, tuple], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    r = httpx.get(env.server.url + "/metrics", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    return {
+        (smp.name, tuple(sorted(smp.labels.items()))): smp.value
+        for fam in text_string_to_metric_families(r.text)
+        for smp in fam.samples
+    }
+
+
+def _total(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
+
+
+def test_metrics_count_what_was_routed(env: Env):
+    assert httpx.get(env.server.url + "/metrics").status_code == 401  # keys configured: behind them too
+    before = _scrape(env)
+    client = env.server.client(KEY_A)
+    env.fakes["serverless"].reply = "Metrics, counted."
+    rids = []
+    for i in range(3):
+        msgs = hello(f"metrics {i}")
+        _, headers = raw_create(client, model="sophia-auto", messages=msgs, max_tokens=40)
+        rids.append(headers["x-request-id"])
+        env.expect_ok(headers["x-request-id"], msgs, "serverless", PRIMARY, "cost-optimized")
+    after = _scrape(env)
+
+    def delta(name: str, **labels: str) -> float:
+        return _total(after, name, **labels) - _total(before, name, **labels)
+
+    ok = {"tier": "serverless", "model": PRIMARY, "reason": "cost-optimized", "status": "ok"}
+    assert delta("sophia_requests_total", **ok) == 3
+    led = [env.ledger[r] for r in rids]
+    assert delta("sophia_tokens_total", tier="serverless", kind="prompt") == sum(e.prompt_tokens for e in led)
+    assert delta("sophia_tokens_total", tier="serverless", kind="completion") == sum(e.completion_tokens for e in led)
+    assert delta("sophia_metered_cost_usd_total", tier="serverless") == pytest.approx(sum(e.cost for e in led))
+    # The gateway's own time is a histogram of its own, one observation a request, under a second.
+    assert delta("sophia_gateway_overhead_seconds_count") == 3
+    assert delta("sophia_gateway_overhead_seconds_bucket", le="1.0") == 3
+    assert delta("sophia_request_latency_seconds_count", tier="serverless") == 3
+    assert ("sophia_in_flight_requests", ()) in after and ("sophia_queued_requests", ()) in after
+
+
 def test_stats_then_graceful_shutdown_then_one_record_per_request(env: Env):
     client = env.server.client(KEY_A)
     if not env.ledger:  # run on its own: make some traffic

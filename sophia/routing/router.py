@@ -114,6 +114,7 @@ class Router:
         )
         self._digest_memo: tuple[Config, str] | None = None
         self.guard = None  # a budgets.BudgetGuard when budgets are enforced
+        self.observers: list[Callable[[ChatRequest, Result], None]] = []  # told of every finished request
         self.instance = uuid.uuid4().hex[:12]  # this process, in every record it writes
         self.cache = ResponseCache(cfg.cache.max_entries, cfg.cache.ttl_s, clock) if cfg.cache.enabled else None
 
@@ -344,6 +345,7 @@ class Router:
                     call.parts = [reply.text]
                     res.ttft_ms = (self.clock() - call.t0) * 1000
             except BackendError as e:
+                res.upstream_ms += (self.clock() - a0) * 1000
                 if token.cancelled or e.kind == "cancelled":  # the client left: nobody to answer
                     res.status, res.error_kind = Status.CANCELLED, "cancelled"
                     res.error = "the client went away before the reply was complete"
@@ -359,7 +361,9 @@ class Router:
                     self.sleep(cfg.failover.retry_backoff_s * (2**attempt))
                     continue
                 return False
-            self.health.success(endpoint, (self.clock() - a0) * 1000)
+            took_ms = (self.clock() - a0) * 1000
+            res.upstream_ms += took_ms
+            self.health.success(endpoint, took_ms)
             res.status, res.error, res.error_kind = Status.OK, None, None
             return True
         return False
@@ -444,6 +448,11 @@ class Router:
             self.guard.settle(res.reservation, res.tier, res.endpoint, res.model, res.metered_cost_usd, req.source)
         if self.writer is not None:
             self.writer.put(log_record(req, cfg, d, res, self.instance))
+        for observe in self.observers:  # e.g. the server's /metrics; never lets a request fail
+            try:
+                observe(req, res)
+            except Exception:
+                logger.exception("an observer of finished requests failed")
 
     # --- health -------------------------------------------------------------------------
 

@@ -176,6 +176,15 @@ def _add_routes(app: FastAPI, s: Sophia) -> None:
         "all_serverless_primary_usd - actual_total_usd, negative when routing cost more.",
     )
     app.add_api_route(
+        "/metrics",
+        s.metrics_page,
+        methods=["GET"],
+        tags=["Operations"],
+        summary="Prometheus metrics: requests, tokens, metered cost, latency, TTFT, the gateway's own overhead, "
+        "in-flight and queued requests, budget spend against limits, cache hits",
+        response_class=Response,
+    )
+    app.add_api_route(
         "/dashboard",
         s.dashboard,
         methods=["GET"],

@@ -53,6 +53,15 @@ class RoutingPool:
                 self._threads.append(t)
                 t.start()
 
+    def busy(self) -> int:
+        """Threads running a job now."""
+        with self._lock:
+            return len(self._threads) - self._idle
+
+    def queued(self) -> int:
+        """Jobs waiting for a thread (approximate, as SimpleQueue.qsize is)."""
+        return self._q.qsize()
+
     def run(self, fn: Callable, *args: object) -> asyncio.Future:
         """fn(*args) on a routing thread, as an awaitable."""
         loop = asyncio.get_running_loop()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from sophia.routing.backends.transport import FastTransport
 from sophia.routing.router import make_backends
 from sophia.runtime import Runtime
 from sophia.server.app import FastPath, create_app
+from sophia.server.metrics import MULTIPROC_ENV
 
 WORKER_APP = "sophia.server.run:worker_app"  # what each uvicorn worker process imports
 
@@ -185,8 +188,15 @@ def _serve_workers(rt: Runtime, cfg: Config, sock: socket.socket, workers: int, 
     rt.close()
     os.environ["SOPHIA_CONFIG"] = str(Path(cfg.path).resolve()) if cfg.path else ""
     os.environ["SOPHIA_DB"] = db if db == ":memory:" else str(Path(db).resolve())
+    # /metrics sums every worker's figures from one folder (prometheus_client's multiprocess mode);
+    # a fresh one per start, so a restart does not add up the last run's counters.
+    metrics_dir = tempfile.mkdtemp(prefix="sophia-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(WORKER_APP, factory=True, workers=workers, **uv)
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -35,6 +35,7 @@ from sophia.server.errors import (
     result_error,
     show,
 )
+from sophia.server.metrics import CONTENT_TYPE, Metrics
 from sophia.server.pool import RoutingPool
 from sophia.server.stream import DELTA, END, FIRST, RAISE, Chunks, Pump
 from sophia.server.wire import ChatCall, parse_chat, parse_embeddings, parse_object, reference_call
@@ -90,6 +91,9 @@ class Sophia:
         self.settings = settings
         self.access = Access(settings)
         self.pool = RoutingPool(settings.max_concurrency)
+        guard = rt.guard
+        self.metrics = Metrics(guard.snapshot if guard is not None else list, self.pool.busy, self.pool.queued)
+        self.router.observers.append(self.metrics.observe)
         self._served: tuple[Config, frozenset[str]] | None = None
         self.aliases = frozenset(settings.aliases)
         self._id_prefix = uuid.uuid4().hex[:18]  # request ids: unique per process, then a counter
@@ -369,6 +373,14 @@ class Sophia:
         except ApiError as e:
             return error_response(e)
         return json_response(data, 200, {"cache-control": "no-store"})
+
+    async def metrics_page(self, request: Request) -> Response:
+        """Prometheus's text format; behind the same keys as /stats when keys are configured."""
+        try:
+            self.access.authenticate(request)
+        except ApiError as e:
+            return error_response(e)
+        return Response(self.metrics.page(), 200, {"cache-control": "no-store"}, media_type=CONTENT_TYPE)
 
     async def dashboard(self) -> Response:
         """To the app: `server.app_url` when set, else the URL the app serving this database
