@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Bottom to top. A package may import itself and any package of a lower layer; packages that
 # share a layer are peers and may not import each other (routing is handed its writer).
 LAYERS: list[set[str]] = [
-    {"vocab"},
+    {"vocab", "jsonio"},
     {"config"},
     {"money"},
     {"routing", "log"},

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from starlette.responses import Response
 
+from sophia import jsonio
 from sophia.routing.result import Result
 from sophia.vocab import Status
 
@@ -33,7 +34,7 @@ class ApiError(Exception):
 
 def json_response(obj: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """Compact JSON (no spaces), as the OpenAI API sends it."""
-    return Response(json.dumps(obj, separators=(",", ":")).encode(), status, headers, "application/json")
+    return Response(jsonio.dumps(obj), status, headers, "application/json")
 
 
 def error_response(e: ApiError, extra: Mapping[str, str] | None = None, body: dict | None = None) -> Response:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 
+from sophia import jsonio
 from sophia.routing import views
 from sophia.routing.backends.base import CallToken, Chunk
 from sophia.routing.result import ChatRequest, Result
@@ -79,6 +80,8 @@ class Chunks:
             f'"model":{json.dumps(model)},"system_fingerprint":{json.dumps(fingerprint)},"choices":[{{"index":0,'
         )
         self._open = self._head[: -len('[{"index":0,')]  # up to `"choices":`
+        self._open_b = self._open.encode()
+        self._delta_b = (self._head + '"delta":{"content":').encode()
 
     def role(self) -> bytes:
         return (
@@ -88,17 +91,12 @@ class Chunks:
     def delta(self, chunk: Chunk) -> bytes:
         """A delta event: the upstream's choices as sent, in Sophia's envelope (id, model)."""
         if chunk.choices is None:
-            return (
-                self._head
-                + '"delta":{"content":'
-                + json.dumps(chunk.text)
-                + '},"logprobs":null,"finish_reason":null}]}\n\n'
-            ).encode()
-        return (self._open + json.dumps(chunk.choices, separators=(",", ":")) + "}\n\n").encode()
+            return self._delta_b + jsonio.dumps(chunk.text) + b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        return self._open_b + jsonio.dumps(chunk.choices) + b"}\n\n"
 
     @staticmethod
     def _event(obj: dict) -> bytes:
-        return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+        return b"data: " + jsonio.dumps(obj) + b"\n\n"
 
     def end(self, res: Result, max_tokens: int | None) -> bytes:
         """The final chunk (and the usage chunk), or an error event if the reply broke off; then [DONE]."""

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sophia import jsonio
 from sophia.config.server import DEFAULT_ALIAS, ServerSettings
 from sophia.server.errors import bad, model_not_found, show
 from sophia.server.schema import (
@@ -80,6 +81,10 @@ def _loads(raw: bytes) -> Any:
     def constant(name: str):
         raise ValueError(f"{name} is not valid JSON")
 
+    try:
+        return jsonio.loads(raw)  # the fast path; anything it refuses is read again below, to say why
+    except ValueError:
+        pass
     try:
         return json.loads(raw, parse_constant=constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
