@@ -70,7 +70,7 @@ def stats(
     ).fetchone()
     (total, sl, ded, metered, amortized, at_primary_usd, ded_primary, baseline, errors, failovers, p50, p95) = row[:12]
     first, last, ptok, ctok, estimated = row[12:]
-    cost = round(metered + amortized, 6)
+    cost = round(metered + amortized, pricing.DIGITS)
     span_start = start or first
     span_end = end or (last + timedelta(microseconds=1) if last is not None else None)
     fixed = fleet_usd = unserved = 0.0
@@ -106,15 +106,15 @@ def stats(
         "dedicated_requests": ded,
         "serverless_percentage": round(100 * sl / total, 2) if total else 0.0,
         "total_cost_usd": cost,
-        "metered_cost_usd": round(metered, 6),
-        "amortized_cost_usd": round(amortized, 6),
-        "fixed_cost_usd": round(fixed, 6),
+        "metered_cost_usd": round(metered, pricing.DIGITS),
+        "amortized_cost_usd": round(amortized, pricing.DIGITS),
+        "fixed_cost_usd": round(fixed, pricing.DIGITS),
         "average_cost_per_request": round(cost / total, 9) if total else 0.0,
         **b.as_dict(),
         "verdict": baselines.verdict(b, cfg.routing.serverless_model),
         "primary_model": cfg.routing.serverless_model,
         "premium_model": cfg.routing.premium_model,
-        "premium_baseline_usd": round(baseline, 6),
+        "premium_baseline_usd": round(baseline, pricing.DIGITS),
         "error_requests": errors,
         "failover_requests": failovers,
         "estimated_usage_requests": estimated,
