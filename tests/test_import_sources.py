@@ -207,6 +207,23 @@ def test_the_same_seed_adds_nothing_another_seed_adds(db):
     assert "200 of seed 7's requests were already" in demo.summary(100, 300, 7, 2, "x")
 
 
+def test_demo_in_parts_is_bounded_and_the_same_traffic_as_one_part(tmp_path):
+    end = datetime(2026, 5, 1)
+    parts = list(demo.batches(CFG, 250, 2, seed=4, end=end, size=100))
+    assert [p.num_rows for p in parts] == [100, 100, 50]
+    whole = demo.generate(CFG, 250, 2, seed=4, end=end)
+    # The first part is the one-part run's first rows; every id is the one-part run's id of its row.
+    assert parts[0].to_pylist() == demo.generate(CFG, 100, 2, seed=4, end=end).to_pylist()
+    ids = [i for p in parts for i in p["request_id"].to_pylist()]
+    assert ids == whole["request_id"].to_pylist() and len(set(ids)) == 250
+    assert all(p["ts"].to_pylist() == sorted(p["ts"].to_pylist()) for p in parts)
+    # Written twice, the seed's parts add nothing the second time.
+    db = Database(tmp_path / "parts.duckdb")
+    assert sum(demo.write(db, p) for p in demo.batches(CFG, 250, 2, seed=4, end=end, size=100)) == 250
+    assert sum(demo.write(db, p) for p in demo.batches(CFG, 250, 2, seed=4, end=end, size=100)) == 0
+    db.close()
+
+
 def test_demo_twice_on_the_command_line(tmp_path, capsys):
     dbp = str(tmp_path / "demo.duckdb")
     for _ in range(2):
@@ -273,8 +290,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path, demo_db, args):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["demo", "--requests", "0"], "from 1 to 1,000,000"),
-        (["demo", "--requests", "1000001"], "from 1 to 1,000,000"),
+        (["demo", "--requests", "0"], "from 1 to 10,000,000"),
+        (["demo", "--requests", "10000001"], "from 1 to 10,000,000"),
         (["demo", "--requests", "many"], "not a whole number"),
         (["demo", "--days", "0"], "from 1 to 3,650"),
         (["demo", "--days", "3651"], "from 1 to 3,650"),
@@ -299,7 +316,7 @@ def test_numeric_options_out_of_range(tmp_path, capsys, args, needle):
 @pytest.mark.parametrize(
     "command,documented",
     [
-        ("demo", ["1 to 1,000,000", "1 to 3,650", "0 to 4,294,967,295"]),
+        ("demo", ["1 to 10,000,000", "1 to 3,650", "0 to 4,294,967,295"]),
         ("replay", ["0 to 1", "0 to 10,000"]),
     ],
 )

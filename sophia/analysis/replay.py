@@ -42,7 +42,7 @@ class Traffic:
     labelled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     label_tokens: dict[str, np.ndarray] = field(default_factory=dict)
-    endpoint: np.ndarray | None = None  # recorded endpoint (for observed latencies)
+    endpoint: pd.Categorical | None = None  # recorded endpoint (for observed latencies)
 
     @property
     def span(self) -> tuple[datetime | None, datetime | None]:
@@ -54,7 +54,7 @@ class Traffic:
 
 def load(cur, sources=None, start: datetime | None = None, end: datetime | None = None) -> Traffic:
     """A selection of the log (sources, [start, end)) as columns, in (ts, request_id) order."""
-    words, df, lab = traffic.read(cur, sources, start, end)
+    words, df, lab, endpoints = traffic.read(cur, sources, start, end)
     n = len(df["ts"])
     t = Traffic(
         n=n,
@@ -65,11 +65,12 @@ def load(cur, sources=None, start: datetime | None = None, end: datetime | None 
         word_flags={w: np.asarray(df[f"w{i}"], dtype=bool) for i, w in enumerate(words)},
         prompt_tokens=_ints(df["pt"]),
         completion_tokens=_ints(df["ct"]),
-        latency_ms=np.asarray(pd.array(df["latency_ms"], dtype="Float64").to_numpy(dtype=float, na_value=np.nan)),
+        latency_ms=np.asarray(df["latency_ms"], dtype=float),
         recorded_dedicated=np.asarray(df["ded"], dtype=bool),
         runtime_only=np.asarray(df["rt"], dtype=bool),
         policy_version=_ints(df["pv"]),
-        endpoint=np.asarray(df["endpoint"], dtype=object),
+        # Codes into the endpoint names, compared like strings (`t.endpoint == name`).
+        endpoint=pd.Categorical.from_codes(np.asarray(df["ep"], dtype=np.int16) - 1, categories=endpoints),
     )
     t.labelled = np.zeros(n, dtype=bool)
     if len(lab):
@@ -90,7 +91,7 @@ def load(cur, sources=None, start: datetime | None = None, end: datetime | None 
 
 
 def _ints(a) -> np.ndarray:
-    return np.asarray(pd.array(a, dtype="Int64").to_numpy(dtype=np.int64, na_value=0))
+    return np.asarray(a, dtype=np.int64)
 
 
 # --- replay -------------------------------------------------------------------------

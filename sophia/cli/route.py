@@ -155,8 +155,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"the log already holds {existing:,} requests; no demo traffic written",
             )
             return 0
-        table = demo.generate(cfg, args.requests, args.days, args.seed)
-        n = demo.write(db, table, version, cfg)
+        n = sum(demo.write(db, part, version, cfg) for part in demo.batches(cfg, args.requests, args.days, args.seed))
     finally:
         db.close()
     out(

@@ -11,6 +11,7 @@ again adds nothing; another seed adds new traffic.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -48,15 +49,33 @@ MAX_TOKENS_P = np.array([0.08, 0.2, 0.25, 0.27, 0.12, 0.06, 0.02])
 HOURLY = np.array([2, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 11, 12, 12, 11, 9, 7, 6, 5, 4, 3, 2], dtype=float)
 WEEKDAY = np.array([1.0, 1.05, 1.05, 1.0, 0.95, 0.45, 0.4])
 # The ranges of `sophia demo`'s options (a million rows take seconds and about a GB).
-MAX_REQUESTS = 1_000_000
+MAX_REQUESTS = 10_000_000
 MAX_DAYS = 3_650
 MAX_SEED = 2**32 - 1
 
 
-def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None = None) -> pa.Table:
-    """`n` demo records over the `days` days before `end` (default now, UTC)."""
+BATCH = 250_000  # rows per generated part: memory stays bounded whatever --requests says
+
+
+def batches(
+    cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None = None, size: int = BATCH
+) -> Iterator[pa.Table]:
+    """`n` demo records in parts of at most `size` rows, each over the whole period (so each is a
+    sample of the same traffic), with the ids `generate` would give row by row. A run of up to
+    `size` requests is exactly `generate`'s."""
     check(n, days, seed)
-    rng = np.random.default_rng(seed)
+    end = end or datetime.now(UTC).replace(tzinfo=None)
+    for part, offset in enumerate(range(0, n, size)):
+        yield generate(cfg, min(size, n - offset), days, seed, end, part=part, offset=offset)
+
+
+def generate(
+    cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None = None, *, part: int = 0, offset: int = 0
+) -> pa.Table:
+    """`n` demo records over the `days` days before `end` (default now, UTC); `part` and
+    `offset` make the next part of a larger run (`batches`): its own random stream, later ids."""
+    check(n, days, seed)
+    rng = np.random.default_rng(seed if part == 0 else [seed, part])
     end = end or datetime.now(UTC).replace(tzinfo=None)
     start = end - timedelta(days=days)
     # Arrivals: pick minutes with weight = hour-of-day rhythm x day-of-week rhythm.
@@ -114,7 +133,7 @@ def generate(cfg: Config, n: int, days: int, seed: int = 0, end: datetime | None
     ttft = np.array([cfg.endpoint(e).simulation.ttft_ms for e in endpoint]) * rng.normal(1, 0.15, n).clip(0.3)
     latency = np.maximum(latency, ttft)
     breakdowns = bulk.breakdowns(chars, max_tokens, counts, cfg)
-    ids = request_ids(seed, n)
+    ids = request_ids(seed, n, offset)
     cols = {
         "request_id": ids,
         "ts": ts,
@@ -167,12 +186,12 @@ def check(n: int, days: int, seed: int) -> None:
         raise ValueError(f"demo --seed {seed} is not allowed: expected a whole number from 0 to {MAX_SEED:,}")
 
 
-def request_ids(seed: int, n: int) -> list[str]:
+def request_ids(seed: int, n: int, offset: int = 0) -> list[str]:
     """32 hex digits each, a function of the seed and the row's index alone: the same seed gives
     the same ids whatever the other options and the time of the run. The index goes through a
     bijective 64-bit mix under two keys of the seed, so ids are distinct and look random."""
     keys = np.frombuffer(hashlib.sha256(f"sophia-demo-seed-{seed}".encode()).digest()[:16], dtype=">u8")
-    index = np.arange(n, dtype=np.uint64)
+    index = np.arange(offset, offset + n, dtype=np.uint64)
     words = np.stack([_mix(index + np.uint64(k)) for k in keys], axis=1)
     raw = words.astype(">u8").tobytes().hex()
     return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
