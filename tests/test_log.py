@@ -130,6 +130,28 @@ def test_migrations_run_twice_change_nothing(tmp_path):
     con.close()
 
 
+def test_a_log_with_32_bit_token_columns_is_widened_and_keeps_its_rows(tmp_path):
+    from sophia.log import schema
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    con.execute(schema.create_requests_sql().replace("BIGINT", "INTEGER"))  # as logs were created before m011
+    for m in migrations.MIGRATIONS[:-1]:
+        m(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now()::TIMESTAMP)", [m.__name__])
+    con.execute("INSERT INTO requests (request_id, ts, completion_tokens) VALUES ('old', TIMESTAMP '2026-01-01', 7)")
+    assert migrations.apply(con) == ["m011_wide_usage"]
+    con.execute(
+        "INSERT INTO requests (request_id, ts, completion_tokens) VALUES ('big', TIMESTAMP '2026-01-02', ?)",
+        [3 * 10**9],
+    )
+    assert con.execute("SELECT request_id, completion_tokens FROM requests ORDER BY ts").fetchall() == [
+        ("old", 7),
+        ("big", 3 * 10**9),
+    ]
+    con.close()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_write_loses_at_most_the_unflushed(tmp_path):
     path = str(tmp_path / "crash.duckdb")

@@ -674,3 +674,34 @@ def test_an_upstream_echoing_the_key_never_reaches_an_error():
     err = backends._status_error("serverless", resp, secret)
     assert secret not in str(err) and "sk-other-abcdef0123456789" not in str(err)
     assert str(err).startswith("serverless answered HTTP 401: Invalid API Key: [secret]")
+
+
+# --- usage far past the request's bound --------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_usage_past_32_bits_is_recorded_costed_as_reported_and_flagged(make_router, fleet, rows, stream):
+    huge = 3_000_000_000  # past 2^31 - 1: a 32-bit column dropped this row
+    fleet["serverless"].usage_extra = {"completion_tokens": huge}
+    r = make_router()
+    if stream:
+        handle = r.stream(req("Hello!", 100))
+        list(handle)
+        res = handle.result
+    else:
+        res = r.chat(req("Hello!", 100))
+    assert res.ok and res.completion_tokens == huge
+    row = only(rows())
+    assert row["completion_tokens"] == huge
+    assert row["metered_cost_usd"] == metered(r.cfg, SCOUT, 2, huge) > 100  # costed as reported
+    assert row["usage_anomaly"] == "completion_tokens 3,000,000,000 > 4 x max_tokens 100"
+
+
+def test_usage_within_bounds_is_not_an_anomaly():
+    from sophia.routing.features import Features
+    from sophia.routing.router import usage_anomaly
+
+    f = Features(prompt_chars=40, est_prompt_tokens=10, max_tokens=100, n_messages=1, keywords=())
+    assert usage_anomaly(10, 400, f) is None and usage_anomaly(10, 800, f, choices=2) is None
+    assert usage_anomaly(10, 401, f) == "completion_tokens 401 > 4 x max_tokens 100"
+    assert usage_anomaly(2_041, 5, f) == "prompt_tokens 2,041 > 4 x the estimate 10 + 2,000"

@@ -124,6 +124,13 @@ def m010_failover_cause(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS failover_cause VARCHAR")
 
 
+def m011_wide_usage(con: duckdb.DuckDBPyConnection) -> None:
+    # Token counts as an upstream reports them: 32 bits dropped the row of a count past 2^31 - 1.
+    for name in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "reasoning_tokens"):
+        con.execute(f"ALTER TABLE requests ALTER COLUMN {name} SET DATA TYPE BIGINT")
+    con.execute("ALTER TABLE requests ADD COLUMN IF NOT EXISTS usage_anomaly VARCHAR")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m001_requests,
     m002_settings_versions,
@@ -135,6 +142,7 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     m008_request_reply,
     m009_fleet_periods,
     m010_failover_cause,
+    m011_wide_usage,
 ]
 
 

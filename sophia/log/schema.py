@@ -31,8 +31,9 @@ COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("error", "VARCHAR", pa.string()),
     ("attempts", "INTEGER", pa.int32()),
     ("failover_path", "VARCHAR[]", pa.list_(pa.string())),
-    ("prompt_tokens", "INTEGER", pa.int32()),
-    ("completion_tokens", "INTEGER", pa.int32()),
+    # 64-bit since migration m011: an upstream may report any count, and the row must hold it.
+    ("prompt_tokens", "BIGINT", pa.int64()),
+    ("completion_tokens", "BIGINT", pa.int64()),
     ("usage_estimated", "BOOLEAN", pa.bool_()),
     ("metered_cost_usd", "DOUBLE", pa.float64()),
     ("amortized_cost_usd", "DOUBLE", pa.float64()),
@@ -53,9 +54,10 @@ COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("uses_tools", "BOOLEAN", pa.bool_()),
     ("response_format", "VARCHAR", pa.string()),
     ("images", "INTEGER", pa.int32()),
-    ("cached_prompt_tokens", "INTEGER", pa.int32()),
-    ("reasoning_tokens", "INTEGER", pa.int32()),
+    ("cached_prompt_tokens", "BIGINT", pa.int64()),
+    ("reasoning_tokens", "BIGINT", pa.int64()),
     ("failover_cause", "VARCHAR", pa.string()),  # added by migration m010
+    ("usage_anomaly", "VARCHAR", pa.string()),  # m011: why reported usage is far past the request's bound
 )
 
 NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)

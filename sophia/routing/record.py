@@ -39,6 +39,7 @@ def log_record(req: ChatRequest, cfg: Config, d: Decision, res: Result, instance
         "error_kind": res.error_kind,
         "error": res.error,
         "failover_cause": res.failover_cause,
+        "usage_anomaly": res.usage_anomaly,
         "attempts": res.attempts,
         "failover_path": res.path,
         "prompt_tokens": res.prompt_tokens,

@@ -47,6 +47,7 @@ class Result:
     error_kind: str | None = None
     # The kind of the first failure of a request that failed over (error_kind clears on success).
     failover_cause: str | None = None
+    usage_anomaly: str | None = None  # reported usage far past what the request allowed
     upstream_ms: float = 0.0  # time inside the endpoints' calls, every attempt (not the backoff between)
     attempts: int = 0
     path: list[str] = field(default_factory=list)

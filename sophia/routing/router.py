@@ -93,6 +93,30 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# Reported usage this far past the request's own bound is recorded and costed as reported, and
+# flagged: an upstream that bills 100 x max_tokens must not go unseen.
+ANOMALY_FACTOR = 4
+PROMPT_SLACK_TOKENS = 2_000  # tools, images and templates an estimate from the text cannot see
+
+
+def choices_asked(req: ChatRequest) -> int:
+    n = req.body.get("n") if req.body else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
+def usage_anomaly(prompt_tokens: int, completion_tokens: int, f, choices: int = 1) -> str | None:
+    """Why reported usage is far past what the request allowed, or None."""
+    bound = ANOMALY_FACTOR * f.max_tokens * choices
+    if f.max_tokens and completion_tokens > bound:
+        return f"completion_tokens {completion_tokens:,} > {ANOMALY_FACTOR} x max_tokens {f.max_tokens:,}" + (
+            f" x n {choices}" if choices > 1 else ""
+        )
+    if prompt_tokens > ANOMALY_FACTOR * f.est_prompt_tokens + PROMPT_SLACK_TOKENS:
+        bound = f"{ANOMALY_FACTOR} x the estimate {f.est_prompt_tokens:,} + {PROMPT_SLACK_TOKENS:,}"
+        return f"prompt_tokens {prompt_tokens:,} > {bound}"
+    return None
+
+
 class Router:
     def __init__(
         self,
@@ -338,9 +362,7 @@ class Router:
                             assembly.add(chunk)
                             yield chunk
                 else:
-                    reply = call.reply = backend.complete(
-                        model, req.messages, d.features.max_tokens, req.body, token
-                    )
+                    reply = call.reply = backend.complete(model, req.messages, d.features.max_tokens, req.body, token)
                     call.usage, call.fingerprint = reply.usage, reply.fingerprint
                     call.parts = [reply.text]
                     res.ttft_ms = (self.clock() - call.t0) * 1000
@@ -387,7 +409,7 @@ class Router:
                 u.reasoning_tokens,
             )
         self._reply_facts(res)
-        self._settle_usage(res, d, call.usage)
+        self._settle_usage(req, res, d, call.usage)
         if res.endpoint is not None and (res.prompt_tokens or res.completion_tokens):
             res.metered_cost_usd, res.amortized_cost_usd = pricing.cost_of(
                 cfg, res.endpoint, res.model, res.prompt_tokens, res.completion_tokens
@@ -425,7 +447,7 @@ class Router:
             memo = self._digest_memo = (cfg, digest(settings_of(cfg)))
         return memo[1]
 
-    def _settle_usage(self, res: Result, d: policy.Decision, usage: Usage | None) -> None:
+    def _settle_usage(self, req: ChatRequest, res: Result, d: policy.Decision, usage: Usage | None) -> None:
         if usage is not None and res.status == Status.OK:
             res.prompt_tokens, res.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             res.usage_estimated = False
@@ -438,6 +460,10 @@ class Router:
             if usage is not None:  # reported usage of a partial stream still beats a guess
                 res.prompt_tokens, res.completion_tokens = usage.prompt_tokens, usage.completion_tokens
                 res.usage_estimated = False
+        if usage is not None:
+            res.usage_anomaly = usage_anomaly(res.prompt_tokens, res.completion_tokens, d.features, choices_asked(req))
+            if res.usage_anomaly:
+                logger.warning("request %s: usage anomaly on %s: %s", req.request_id, res.endpoint, res.usage_anomaly)
 
     def _finish(self, req: ChatRequest, cfg: Config, d: policy.Decision, res: Result) -> None:
         """Settle the budget reservation with the actual cost, then record: once."""

@@ -83,6 +83,12 @@ class Metrics:
         self.tokens = Counter("sophia_tokens", "Tokens, prompt and completion", [*tier, "kind"], registry=own)
         self.cost = Counter("sophia_metered_cost_usd", "Metered (per-token) spend in USD", tier, registry=own)
         self.cache_hits = Counter("sophia_cache_hits", "Requests answered from the response cache", registry=own)
+        self.anomalies = Counter(
+            "sophia_usage_anomalies",
+            "Requests whose reported usage is far past their bound",
+            ["endpoint"],
+            registry=own,
+        )
         self.latency = Histogram(
             "sophia_request_latency_seconds",
             "Whole request, as the router saw it",
@@ -122,6 +128,8 @@ class Metrics:
             self.cost.labels(*where).inc(res.metered_cost_usd)
         if res.cached:
             self.cache_hits.inc()
+        if res.usage_anomaly:
+            self.anomalies.labels(where[1]).inc()
         if res.latency_ms is not None:
             self.latency.labels(where[0]).observe(res.latency_ms / 1000)
             self.overhead.observe(max(0.0, res.latency_ms - res.upstream_ms) / 1000)
