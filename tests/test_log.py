@@ -152,6 +152,22 @@ def test_a_log_with_32_bit_token_columns_is_widened_and_keeps_its_rows(tmp_path)
     con.close()
 
 
+def test_a_file_with_another_programs_requests_table_is_refused_untouched(tmp_path):
+    from sophia.log.db import DatabaseError
+
+    path = tmp_path / "foreign.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE requests (id INTEGER, body VARCHAR)")
+    con.close()
+    with pytest.raises(DatabaseError, match="its `requests` table is not a Sophia request log"):
+        with Database(path).cursor():
+            pass
+    con = duckdb.connect(str(path))
+    tables = con.execute("SELECT table_name, column_name FROM information_schema.columns ORDER BY ALL").fetchall()
+    assert tables == [("requests", "body"), ("requests", "id")]  # nothing added, no _migrations
+    con.close()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_write_loses_at_most_the_unflushed(tmp_path):
     path = str(tmp_path / "crash.duckdb")

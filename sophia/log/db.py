@@ -83,6 +83,9 @@ class Database:
             migrations.apply(con)
             if self.inbox is not None:
                 inbox.ingest(con, self.inbox)
+        except migrations.ForeignDatabase as e:
+            con.close()
+            raise DatabaseError(f"cannot use database {self.path}: {e}") from None
         except BaseException:
             con.close()
             raise

@@ -146,8 +146,30 @@ MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
 ]
 
 
+class ForeignDatabase(RuntimeError):
+    """The file holds a `requests` table that is not a Sophia request log."""
+
+
+def _check_not_foreign(con: duckdb.DuckDBPyConnection) -> None:
+    # A migration must never alter another program's table: a file whose `requests` table
+    # lacks the log's first columns is refused before anything is written to it.
+    cols = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'requests' AND table_schema = 'main'"
+        ).fetchall()
+    }
+    missing = [c for c in ("request_id", "ts", "source", "tier", "prompt_tokens") if c not in cols]
+    if cols and missing:
+        raise ForeignDatabase(
+            f"its `requests` table is not a Sophia request log (it lacks {', '.join(missing)}): "
+            "point --db at Sophia's log, or at a new file to start one"
+        )
+
+
 def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply the migrations this database lacks, each in its own transaction."""
+    _check_not_foreign(con)
     con.execute("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
     done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
