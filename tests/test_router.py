@@ -676,6 +676,17 @@ def test_an_upstream_echoing_the_key_never_reaches_an_error():
     assert str(err).startswith("serverless answered HTTP 401: Invalid API Key: [secret]")
 
 
+def test_a_key_echoed_cut_short_or_in_pieces_leaks_no_part_of_it():
+    from sophia.routing.backends.openai import PIECE, scrub
+
+    key = "Zq8xW3kP0aLm5vB7nC2dE9fG4hJ1tY6u"  # no known prefix: the pattern redaction cannot see it
+    for echoed in (key[:20] + "****", "..." + key[-8:], key[5:17], f"{key[:10]} and {key[-10:]}"):
+        out = scrub(f"Incorrect API key provided: {echoed}.", key)
+        assert not any(key[i : i + PIECE] in out for i in range(len(key) - PIECE + 1)), out
+        assert out.startswith("Incorrect API key provided: ") and "[secret]" in out
+    assert scrub("the model is overloaded, try again", key) == "the model is overloaded, try again"
+
+
 # --- usage far past the request's bound --------------------------------------------------------
 
 

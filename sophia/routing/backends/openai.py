@@ -12,11 +12,33 @@ from sophia.config import Endpoint, FailoverSettings
 from sophia.config.privacy import redact
 from sophia.routing.backends.base import BackendError, CallToken, Chunk, Embeddings, Reply, Usage, upstream_body
 
+PIECE = 6  # the shortest run of the key's characters that is removed wherever it appears
+
 
 def scrub(text: str, secret: str | None) -> str:
-    """Upstream text made safe to log: the endpoint's own key and anything key-like removed
-    (a server may echo the bearer token it refused)."""
-    if secret:
+    """Upstream text made safe to log: the endpoint's own key and anything key-like removed.
+    A server may echo the bearer token it refused, whole or cut short ("sk-abc…"), so every
+    run of at least PIECE consecutive characters of the key goes, not only the whole key."""
+    if secret and len(secret) >= PIECE:
+        hidden = bytearray(len(text))
+        for i in range(len(secret) - PIECE + 1):
+            piece = secret[i : i + PIECE]
+            at = text.find(piece)
+            while at >= 0:
+                hidden[at : at + PIECE] = b"\x01" * PIECE
+                at = text.find(piece, at + 1)
+        if any(hidden):
+            out, i = [], 0
+            while i < len(text):
+                if hidden[i]:
+                    while i < len(text) and hidden[i]:
+                        i += 1
+                    out.append("[secret]")
+                else:
+                    out.append(text[i])
+                    i += 1
+            text = "".join(out)
+    elif secret:
         text = text.replace(secret, "[secret]")
     return redact(text)
 
