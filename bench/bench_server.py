@@ -1,29 +1,52 @@
 """The API server under load: `sophia serve` in front of a loopback upstream that answers at once.
 
-Targets (issue 7), on this 2-core machine, with every record written:
-- >= 1,000 non-streamed requests/s;
-- the server's own added latency p50 <= 2 ms and p99 <= 10 ms at 100 concurrent clients;
-- 200 concurrent streams without errors.
+Targets, on this 2-core machine with one worker and every record written (issue 17; issue 7's kept):
+- CPU per proxied request (plain, non-streamed) <= 0.8 ms;
+- added latency at an open-loop 300 requests/s: p50 <= 1 ms, p99 <= 5 ms;
+- added time to first token of a stream, p50 <= 1 ms;
+- >= 1,000 non-streamed requests/s closed-loop at 50 and at 200 connections;
+- 200 concurrent streams without errors;
+- the log's row count equals the requests Sophia answered.
 
 Everything runs on the same machine: the upstream (a raw asyncio HTTP server in its own
-process), `sophia serve` (a real subprocess, one worker unless --workers says otherwise) and the
-load generator (raw HTTP/1.1 keep-alive connections on asyncio, in this process). The baseline
-is the same load sent straight to the upstream, measured in the same run.
+process), `sophia serve` (a real subprocess, one worker unless --workers says otherwise), the peers
+when given, and the load generator (raw HTTP/1.1 keep-alive connections on asyncio, in this process).
+The baseline is the same load sent straight to the upstream, in the same run: every target is
+measured in each of 3 rounds, interleaved (direct, sophia, peers; then again), and every figure is
+the median of the 3 rounds (--quick: one short round).
 
-Throughput is measured closed-loop (each of 100 connections sends its next request as soon as
-the last one is answered). Added latency is measured open-loop: 100 connections together send
-a fixed rate of requests on a schedule, latency is timed from the scheduled send (so a stall
-is not hidden), and the added latency is each percentile through Sophia minus the same
-percentile sent straight to the upstream at the same rate. Every figure is the median of 3 runs.
+In each round, on each target:
+- throughput: closed-loop (each connection sends its next request as soon as the last one is
+  answered) at 50 and at 200 connections (--conns);
+- added latency: open-loop, 100 connections together send a fixed rate (300 requests/s, --rates)
+  on a schedule, latency timed from the scheduled send (so a stall is not hidden); the added
+  latency is each percentile through Sophia minus the same percentile straight to the upstream;
+- CPU per request: a fixed number of requests (3,000, --cpu-requests; the upstream, which uses a few
+  10 ms clock ticks per thousand, 10 times as many) sent closed-loop at 50 connections; the server's
+  process-tree CPU time (utime + stime from /proc/<pid>/stat of the server and all its descendants,
+  so --workers N counts the workers; read with the tree idle before and after, so work done after
+  answering, like the log's writes, counts) divided by the requests;
+- time to first token: streams sent open-loop at 50/s (--ttft-rate), timed from the scheduled send
+  to the first `data:` event carrying content; added = Sophia's p50 minus the upstream's;
+- 200 streams at once (--streams).
+After each of Sophia's rounds its log's row count (GET /stats) is compared with the requests it has
+answered, and again from the database after it stops.
 
-Two request bodies are measured the same way: a plain chat request, and an agent's tool-calling
-request (system + user messages, three function tools with JSON-schema parameters, tool_choice,
-temperature, seed, user), which the upstream answers with a tool call. Both must keep the targets:
-passing the whole request and response through must not cost the proxy's speed. Before the load,
-one tool-calling request (non-streamed and streamed) checks that the tool call reaches the client.
-The exit status is 1 when a target is missed.
+Two request bodies are measured for throughput, latency and streams: a plain chat request, and an
+agent's tool-calling request (system + user messages, three function tools with JSON-schema
+parameters, tool_choice, temperature, seed, user), which the upstream answers with a tool call; CPU
+and time to first token use the plain one. Before the load, one tool-calling request (non-streamed
+and streamed) checks that the tool call reaches the client.
 
-    python bench/bench_server.py [--quick] [--workers N] [--litellm PATH_TO_litellm_BINARY]
+Peers, with the plain body and the same load: LiteLLM's proxy (--litellm, the `litellm` binary of a
+venv with litellm[proxy]) and Portkey's gateway (--portkey, the start-server.js of an npm install
+of @portkey-ai/gateway; routed by its x-portkey-provider / x-portkey-custom-host headers).
+`--install-peers DIR` installs both into DIR and prints the options to pass (exit 1 if one could
+not be installed). A peer that is not given, does not start or fails is reported and skipped;
+the report gives Sophia/peer ratios. The exit status is 1 when one of Sophia's targets is missed.
+
+    python bench/bench_server.py [--quick] [--workers N] [--litellm PATH] [--portkey PATH]
+    python bench/bench_server.py --install-peers /tmp/peers
 """
 
 from __future__ import annotations
