@@ -48,12 +48,11 @@ class Traffic:
     def span(self) -> tuple[datetime | None, datetime | None]:
         if not self.n:
             return None, None
-        # The traffic is read in time order (traffic.read): its ends are its first and last rows.
-        return pd.Timestamp(self.ts[0]).to_pydatetime(), pd.Timestamp(self.ts[-1]).to_pydatetime()
+        return pd.Timestamp(self.ts.min()).to_pydatetime(), pd.Timestamp(self.ts.max()).to_pydatetime()
 
 
 def load(cur, sources=None, start: datetime | None = None, end: datetime | None = None) -> Traffic:
-    """A selection of the log (sources, [start, end)) as columns, in (ts, request_id) order."""
+    """A selection of the log (sources, [start, end)) as columns, in the log's own order."""
     words, df, lab, endpoints = traffic.read(cur, sources, start, end)
     n = len(df["ts"])
     t = Traffic(
