@@ -152,8 +152,8 @@ def test_the_tuning_cards_say_never_when_the_sweep_does_not_reach_a_level():
         0.5,
     )
     cards = {m.label: m for m in metrics._gap(cv)}
-    assert cards["Dedicated share for 50% of the gap"].value == "40.0%"
-    assert cards["Dedicated share for 50% of the gap"].delta == "-10.0 pts vs random"
-    assert cards["Dedicated share for 80% of the gap"].value == "never"
-    assert "the best recovers 50.0%" in cards["Dedicated share for 80% of the gap"].help
+    assert cards["CPT(50%)"].value == "40.0%"
+    assert cards["CPT(50%)"].delta == "-10.0 pts vs random"
+    assert cards["CPT(80%)"].value == "never"
+    assert "the best recovers 50.0%" in cards["CPT(80%)"].help
     assert cards["Gap recovered (APGR)"].delta == "-0.10 vs random"

@@ -265,13 +265,18 @@ def _gap(cv: Any) -> list[Metric]:
         best = "" if oracle is None else f" The oracle needs {pct(oracle)}."
         if v is None:
             most = "" if reached is None else f" No threshold gets there: the best recovers {pct(reached)}."
-            return Metric(f"Dedicated share for {x}% of the gap", "never", f"CPT({x}%).{most}{best}")
+            return Metric(
+                f"CPT({x}%)",
+                "never",
+                f"The share of labelled calls sent to dedicated GPUs needed to recover {x}% of the quality gap "
+                f"between the tiers.{most}{best}",
+            )
         return Metric(
-            f"Dedicated share for {x}% of the gap",
+            f"CPT({x}%)",
             pct(v),
-            f"CPT({x}%): the share of labelled calls the sweep sends to dedicated GPUs to recover "
+            f"The share of labelled calls the sweep sends to dedicated GPUs to recover "
             f"{x}% of the quality gap between the tiers; a random split needs {x}%.{best}",
-            _change(100 * (v - x / 100), lambda d: f"{d:+.1f} pts vs random"),
+            _change(round(100 * v - x, 1), lambda d: f"{d:+.1f} pts vs random"),
             delta_color="inverse",
         )
 
@@ -282,7 +287,7 @@ def _gap(cv: Any) -> list[Metric]:
             "Area under the share-of-the-quality-gap-recovered curve over the dedicated share, the "
             "curve joined to all-serverless and all-dedicated (RouteLLM's APGR): a random split scores "
             f"{cv.random_apgr:.2f}, the oracle {cv.oracle_apgr:.2f}.",
-            _change(cv.apgr - cv.random_apgr, lambda d: f"{d:+.2f} vs random"),
+            _change(round(cv.apgr - cv.random_apgr, 2), lambda d: f"{d:+.2f} vs random"),
         ),
         calls(50),
         calls(80),
