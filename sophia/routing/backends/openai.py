@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import httpx
 
@@ -170,6 +171,23 @@ class OpenAIBackend:
             resp.close()
         return resp
 
+    @contextlib.contextmanager
+    def _open_stream(self, path: str, content: bytes, token: CallToken | None) -> Iterator[httpx.Response]:
+        """A streamed call, its body read as it comes; straight to the transport like `_send`."""
+        if self._transport is None:
+            with self._client.stream(
+                "POST", path, content=content, headers=self._headers[-1:], extensions=_ext(token)
+            ) as resp:
+                yield resp
+            return
+        ext = {"timeout": self._timeouts} if token is None else {"timeout": self._timeouts, "sophia.token": token}
+        req = httpx.Request("POST", self._urls[path], headers=self._headers, content=content, extensions=ext)
+        resp = self._transport.handle_request(req)
+        try:
+            yield resp
+        finally:
+            resp.close()
+
     def _post(self, path: str, body: dict, token: CallToken | None = None) -> dict:
         try:
             resp = self._send(path, jsonio.dumps(body), token)
@@ -214,7 +232,7 @@ class OpenAIBackend:
         if token is not None:
             token.stream = True
         try:
-            with self._client.stream("POST", "/chat/completions", json=body, extensions=_ext(token)) as resp:
+            with self._open_stream("/chat/completions", jsonio.dumps(body), token) as resp:
                 if resp.status_code >= 400:
                     raise _status_error(self.name, resp, self._secret)
                 done = False
