@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 
 from sophia.config import Config
 from sophia.config.server import ServerSettings
@@ -37,7 +37,7 @@ from sophia.server.errors import (
 )
 from sophia.server.metrics import CONTENT_TYPE, Metrics
 from sophia.server.pool import RoutingPool
-from sophia.server.stream import DELTA, END, FIRST, RAISE, Chunks, Pump
+from sophia.server.stream import DELTA, END, FIRST, RAISE, Chunks, EventStream, Pump
 from sophia.server.wire import ChatCall, parse_chat, parse_embeddings, parse_object, reference_call
 from sophia.vocab import Capability, Source
 
@@ -183,7 +183,7 @@ class Sophia:
             try:
                 if call.stream:
                     response = await self._stream(req, call, watch)
-                    handed = isinstance(response, StreamingResponse)
+                    handed = isinstance(response, EventStream)
                     return response
                 res = await self._route(req)
             finally:
@@ -229,9 +229,7 @@ class Sophia:
         if dropped:
             headers["x-sophia-ignored-params"] = views.ignored_header(dropped)
         chunks = Chunks(req.request_id, route.model, call.include_usage, fingerprint)
-        return StreamingResponse(
-            self._events(pump, first, chunks, call, watch), headers=headers, media_type="text/event-stream"
-        )
+        return EventStream(self._events(pump, first, chunks, call, watch), headers)
 
     async def _events(
         self, pump: Pump, first: tuple, chunks: Chunks, call: ChatCall, watch: asyncio.Future
