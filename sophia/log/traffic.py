@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sophia.log.filters import where
 from sophia.vocab import RUNTIME_REASONS, Tier
@@ -63,5 +65,31 @@ def read(
                      coalesce(policy_version, -1) AS pv,
                      coalesce(list_position(?::VARCHAR[], endpoint), 0)::SMALLINT AS ep{rid} {flags}
               FROM requests WHERE {clause}"""
-    columns = cur.execute(sql, [Tier.DEDICATED, *RUNTIME_REASONS, endpoints, *words, *params]).fetchnumpy()
-    return words, columns, labels, endpoints
+    n = cur.execute(f"SELECT count(*) FROM requests WHERE {clause}", params).fetchall()[0][0]
+    # Streamed a batch at a time into arrays of the final size: a materialized result would be
+    # held twice at the peak (by DuckDB and in numpy), a gigabyte at ten million rows.
+    rel = cur.sql(sql, params=[Tier.DEDICATED, *RUNTIME_REASONS, endpoints, *words, *params])
+    return words, _filled(rel.to_arrow_reader(BATCH_ROWS), n), labels, endpoints
+
+
+BATCH_ROWS = 1 << 20
+
+
+def _filled(reader, n: int) -> dict[str, np.ndarray]:
+    """A reader's columns as numpy arrays of `n` rows, filled batch by batch."""
+    out = {f.name: np.empty(n, dtype=_dtype(f.type)) for f in reader.schema}
+    at = 0
+    for batch in reader:
+        k = min(batch.num_rows, n - at)  # the log may have grown since it was counted
+        for name, col in zip(batch.schema.names, batch.columns, strict=True):
+            out[name][at : at + k] = col.to_numpy(zero_copy_only=False)[:k]
+        at += k
+    return {name: a[:at] for name, a in out.items()}
+
+
+def _dtype(t) -> np.dtype:
+    if pa.types.is_timestamp(t):
+        return np.dtype(f"datetime64[{t.unit}]")
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return np.dtype(object)
+    return np.dtype(t.to_pandas_dtype())
