@@ -490,8 +490,10 @@ class _Handler(BaseHTTPRequestHandler):
             obj["system_fingerprint"] = plan.fingerprint
         if usage is not None:
             obj["usage"] = usage
-        if self._whole(obj, mode):
+        # Recorded before it goes out: the client may read it and ask before this thread runs on.
+        if mode not in ("malformed", "cut"):
             fake._answered(plan.index, obj)
+        self._whole(obj, mode)
 
     @staticmethod
     def _usage(body: dict, choices: list[dict], extra: dict) -> dict:
@@ -546,9 +548,9 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = {**base, "choices": [], "usage": usage}
             self._event(json.dumps(chunk))
             sent.append(chunk)
+        self.server.fake._answered(plan.index, sent)  # before the end goes out (see above)
         self._event("[DONE]")
         self._chunk(b"")  # the terminating zero-length chunk
-        self.server.fake._answered(plan.index, sent)
 
     # --- embeddings -----------------------------------------------------------------------
 
