@@ -168,6 +168,31 @@ def test_a_file_with_another_programs_requests_table_is_refused_untouched(tmp_pa
     con.close()
 
 
+def test_a_database_file_deleted_while_open_is_noticed_and_the_next_records_land_in_a_new_one(tmp_path, caplog):
+    path = tmp_path / "gone.duckdb"
+    db = Database(path, idle_s=60, max_hold_s=60)  # held all along: nothing would reopen it
+    w = Writer(db, flush_interval_s=0.01)
+    try:
+        for i in range(5):
+            w.put(record(i))
+        assert w.flush()
+        assert db.is_open
+        path.unlink()
+        for i in range(5, 12):
+            w.put(record(i))
+        assert w.flush()
+        assert "was deleted or replaced while open" in caplog.text
+        with db.cursor() as cur:
+            assert cur.execute("SELECT count(*) FROM requests").fetchone()[0] == 7
+        assert path.exists()
+    finally:
+        w.close()
+        db.close()
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT count(*) FROM requests").fetchone()[0] == 7  # on disk, at the path
+    con.close()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_write_loses_at_most_the_unflushed(tmp_path):
     path = str(tmp_path / "crash.duckdb")

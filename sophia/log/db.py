@@ -8,6 +8,7 @@ A caller that finds the file busy waits and retries, reporting progress through 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
@@ -20,6 +21,7 @@ import duckdb
 
 from sophia.log import inbox, migrations
 
+logger = logging.getLogger(__name__)
 MEMORY = ":memory:"
 
 
@@ -57,6 +59,7 @@ class Database:
         self.busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._ino: tuple[int, int] | None = None  # the open file's identity, to notice it being deleted
         self._users = 0
         self._opened_at = 0.0
         self._last_used = 0.0
@@ -90,6 +93,7 @@ class Database:
             con.close()
             raise
         self._con = con
+        self._ino = self._inode()
         self._opened_at = time.monotonic()
         self.opens += 1
         self._start_janitor()
@@ -103,6 +107,15 @@ class Database:
         with self._lock:
             if self._closed:
                 raise DatabaseError("database is closed")
+            if self._con is not None and self._users == 0 and not self.memory and self._inode() != self._ino:
+                # The file was deleted or replaced under us: what we wrote now would go to a file
+                # nobody can open again. Say so, and start on whatever is at the path now.
+                logger.error(
+                    "the database file %s was deleted or replaced while open; continuing with a new one at that path",
+                    self.path,
+                )
+                self._con.close()
+                self._con = None
             if self._con is None:
                 if polite and time.monotonic() < self._yield_until:
                     return None
@@ -156,6 +169,14 @@ class Database:
                 cur.close()
         finally:
             self.release()
+
+    def _inode(self) -> tuple[int, int] | None:
+        """The file's identity (device, inode); None when nothing is at the path."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     # --- letting go -----------------------------------------------------------------
 
