@@ -96,6 +96,10 @@ class Runtime:
         """Pick up a version applied by another process; True when the settings changed."""
         with self.db.cursor() as cur:
             latest = versions.latest(cur)
+            if latest is None:  # a new file at the log's path: these settings are its first version
+                version = versions.ensure(cur, self.cfg)
+                self._use(self.cfg, version)
+                return True
         if latest.version == self.router.policy_version:
             return False
         self._use(versions.config_from(self.cfg, latest.settings), latest.version)
@@ -115,7 +119,13 @@ class Runtime:
 
     def refresh_budgets(self) -> bool:
         with self.db.cursor() as cur:
-            if budget_store.latest_version(cur) == self.budget_version:
+            latest = budget_store.latest_version(cur)
+            if latest == 0:  # a new file at the log's path: the budgets in force are its first version
+                self.budget_version = budget_store.save(
+                    cur, list(self.guard.budgets), "carried-over", "the log's file was new; budgets in force kept"
+                )
+                return True
+            if latest == self.budget_version:
                 return False
             version, budgets = budget_store.latest(cur, self.cfg)
         self.guard.set_budgets(budgets)

@@ -54,6 +54,27 @@ def test_read_your_writes(tmp_path, reference_toml):
     rt.close()
 
 
+def test_a_runtime_whose_log_file_is_replaced_by_a_new_one_keeps_its_settings_and_budgets(tmp_path, reference_toml):
+    from sophia.runtime import Runtime
+
+    path = tmp_path / "r.duckdb"
+    rt = Runtime.open(str(reference_toml), str(path))
+    try:
+        budgets = [b.name for b in rt.guard.budgets]
+        rt.db.close()
+        path.unlink()
+        rt.db = Database(path)  # what the next acquire finds at the path: an empty log
+        rt.router.writer.db = rt.writer.db = rt.db
+        assert rt.refresh_settings() and rt.refresh_budgets()  # no traceback every refresh
+        assert rt.refresh_settings() is False and rt.refresh_budgets() is False
+        assert [b.name for b in rt.guard.budgets] == budgets
+        with rt.reader() as cur:
+            assert cur.execute("SELECT count(*) FROM settings_versions").fetchone()[0] == 1
+            assert cur.execute("SELECT count(*) FROM budget_versions").fetchone()[0] == 1
+    finally:
+        rt.close()
+
+
 def test_file_is_released_when_idle(tmp_path):
     db = Database(tmp_path / "idle.duckdb", idle_s=0.05)
     assert count(db) == 0

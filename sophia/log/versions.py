@@ -29,9 +29,12 @@ class Version:
 _STORE = VersionStore("settings_versions", "settings")
 
 
-def latest(con: duckdb.DuckDBPyConnection) -> Version:
-    """The newest version (one row read, for the refresh that runs every few seconds)."""
+def latest(con: duckdb.DuckDBPyConnection) -> Version | None:
+    """The newest version (one row read, for the refresh that runs every few seconds); None in
+    a log that holds none yet (a new file)."""
     v = _STORE.latest(con)
+    if v is None:
+        return None
     return Version(v.version, v.created_at, v.origin, v.note, json.loads(v.document))
 
 
