@@ -356,8 +356,15 @@ def chat(pg, text: str, card: int = 1):
 
 def force_tier(pg, tier: str) -> None:
     """Choose a tier by typing it, as a keyboard user would."""
-    pg.get_by_label("Tier", exact=True).click()
+    box = pg.get_by_label("Tier", exact=True)
+    box.click()
+    # Type only once the box has the focus, and choose only once the typed option is offered:
+    # keys sent earlier go nowhere (seen on a loaded machine at phone width).
+    box.evaluate(
+        "el => new Promise(ok => { const f = () => document.activeElement === el ? ok() : setTimeout(f, 20); f(); })"
+    )
     pg.keyboard.type(tier)
+    pg.get_by_role("option", name=tier, exact=True).wait_for()
     pg.keyboard.press("Enter")
     pg.get_by_text(f"tier forced to {tier}").wait_for()
     settle(pg)
