@@ -135,6 +135,23 @@ def test_ingest_is_idempotent(tmp_path):
     db.close()
 
 
+def test_a_segment_holding_a_request_twice_or_one_without_an_id_stores_each_request_once(tmp_path, caplog):
+    from sophia.log import schema
+
+    db = Database(tmp_path / "d.duckdb")
+    rows = [record(i) for i in range(3)]
+    twice = dict(rows[1])
+    no_id = {**record(9), "request_id": None}
+    with db.cursor():
+        pass
+    inbox.write_segment(db.inbox, schema.to_arrow([*rows, twice, no_id]))
+    with db.cursor() as cur:  # the next use ingests the segment
+        assert cur.execute("SELECT count(*), count(DISTINCT request_id) FROM requests").fetchone() == (3, 3)
+        assert cur.execute("SELECT count(*) FROM requests WHERE request_id IS NULL").fetchone()[0] == 0
+    assert "1 records without a request id were not logged" in caplog.text
+    db.close()
+
+
 def test_migrations_run_twice_change_nothing(tmp_path):
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
     first = migrations.apply(con)

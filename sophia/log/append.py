@@ -7,8 +7,12 @@ duplicates a request (DESIGN invariant 2). The caller holds the database.
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 import pyarrow as pa
+
+logger = logging.getLogger(__name__)
 
 _VIEW = "_sophia_append"
 
@@ -22,7 +26,17 @@ def append_from(cur: duckdb.DuckDBPyConnection, source: str, params: list | None
     there are none (a fresh import) the rows go in without a join, which would hold the whole
     batch in memory. A flush then costs the same on a log of ten million rows as on an empty one."""
     params = params or []
-    lo, hi = cur.execute(f"SELECT min(ts), max(ts) FROM {source}", params).fetchone()
+    lo, hi, nulls, dups = cur.execute(
+        f"SELECT min(ts), max(ts), count(*) FILTER (WHERE request_id IS NULL), "
+        f"count(request_id) - count(DISTINCT request_id) FROM {source}",
+        params,
+    ).fetchone()
+    if nulls:
+        logger.warning("%d records without a request id were not logged (every record needs one)", nulls)
+    if dups:  # one record per id: a segment or batch that holds a request twice stores it once
+        source = f"(SELECT DISTINCT ON (request_id) * FROM {source} WHERE request_id IS NOT NULL)"
+    elif nulls:
+        source = f"(SELECT * FROM {source} WHERE request_id IS NOT NULL)"
     if lo is None:  # no time to bound by: check the whole log
         check, bounds = "WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = s.request_id)", []
     elif cur.execute("SELECT 1 FROM requests WHERE ts BETWEEN ? AND ? LIMIT 1", [lo, hi]).fetchone():
