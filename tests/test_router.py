@@ -709,8 +709,8 @@ def test_usage_past_32_bits_is_recorded_costed_as_reported_and_flagged(make_rout
 
 
 def test_usage_within_bounds_is_not_an_anomaly():
+    from sophia.routing.anomaly import usage_anomaly
     from sophia.routing.features import Features
-    from sophia.routing.router import usage_anomaly
 
     f = Features(prompt_chars=40, est_prompt_tokens=10, max_tokens=100, n_messages=1, keywords=())
     assert usage_anomaly(10, 400, f) is None and usage_anomaly(10, 800, f, choices=2) is None

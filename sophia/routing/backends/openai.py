@@ -159,11 +159,15 @@ class OpenAIBackend:
             return BackendError("connect", f"{self.name} cannot be reached: {e}")
         return BackendError("cut_stream", f"{self.name} dropped the connection: {type(e).__name__}")
 
+    def _request(self, path: str, content: bytes, token: CallToken | None) -> httpx.Request:
+        """A POST for the transport itself: the client's headers and timeouts, already merged."""
+        ext = {"timeout": self._timeouts, **(_ext(token) or {})}
+        return httpx.Request("POST", self._urls[path], headers=self._headers, content=content, extensions=ext)
+
     def _send(self, path: str, content: bytes, token: CallToken | None) -> httpx.Response:
         if self._transport is None:  # httpx's own transport: through the client
             return self._client.post(path, content=content, headers=self._headers[-1:], extensions=_ext(token))
-        ext = {"timeout": self._timeouts} if token is None else {"timeout": self._timeouts, "sophia.token": token}
-        req = httpx.Request("POST", self._urls[path], headers=self._headers, content=content, extensions=ext)
+        req = self._request(path, content, token)
         resp = self._transport.handle_request(req)
         try:
             resp.read()
@@ -180,8 +184,7 @@ class OpenAIBackend:
             ) as resp:
                 yield resp
             return
-        ext = {"timeout": self._timeouts} if token is None else {"timeout": self._timeouts, "sophia.token": token}
-        req = httpx.Request("POST", self._urls[path], headers=self._headers, content=content, extensions=ext)
+        req = self._request(path, content, token)
         resp = self._transport.handle_request(req)
         try:
             yield resp
